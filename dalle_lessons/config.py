@@ -1,0 +1,99 @@
+"""Configurations and named presets.
+
+One preset fixes every size in the pipeline at once, so the dataset, the dVAE and the transformer
+always agree: `tiny` (unit tests, seconds), `cpu` (the course default), `colab` (a GPU) and `paper`
+(the published 12B DALL·E, built on the `meta` device only, to count its parameters).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class DVAEConfig:
+    """Stage 1: the discrete VAE that turns an image into a grid of codebook ids."""
+
+    image_size: int = 32  # pixels per side of the input image
+    grid_size: int = 8  # tokens per side of the latent grid (image_size / grid_size = downsampling)
+    codebook_size: int = 512  # number of distinct image tokens
+    hidden: int = 64  # channels of the first convolution
+    embed_dim: int = 64  # size of one code embedding fed to the decoder
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Stage 2: the decoder-only transformer over one stream of [text | image] tokens."""
+
+    text_seq_len: int = 24  # text positions (padded with one learned pad embedding each)
+    text_vocab_size: int = 512  # BPE vocabulary
+    image_vocab_size: int = 512  # = the dVAE codebook
+    image_grid: int = 8  # image tokens per side; image_grid**2 image positions
+    d_model: int = 256
+    n_layers: int = 8
+    n_heads: int = 8
+    dropout: float = 0.0
+
+    @property
+    def image_seq_len(self) -> int:
+        return self.image_grid**2
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of sizes for the whole pipeline."""
+
+    name: str
+    image_size: int
+    dvae: DVAEConfig = field(default_factory=DVAEConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _preset(name: str, image_size: int, grid: int, codebook: int, text_len: int, text_vocab: int,
+            d_model: int, n_layers: int, n_heads: int, hidden: int, description: str) -> Preset:
+    return Preset(
+        name=name,
+        image_size=image_size,
+        dvae=DVAEConfig(image_size=image_size, grid_size=grid, codebook_size=codebook,
+                        hidden=hidden, embed_dim=hidden),
+        transformer=TransformerConfig(text_seq_len=text_len, text_vocab_size=text_vocab,
+                                      image_vocab_size=codebook, image_grid=grid, d_model=d_model,
+                                      n_layers=n_layers, n_heads=n_heads),
+        description=description,
+    )
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": _preset("tiny", 16, 4, 64, 16, 512, 64, 2, 4, 16,
+                    "unit tests: 16x16 images, 4x4 = 16 image tokens; trains in seconds"),
+    "cpu": _preset("cpu", 32, 8, 512, 24, 512, 256, 8, 8, 64,
+                   "course default: 32x32 images, 8x8 = 64 image tokens; a laptop CPU"),
+    "colab": _preset("colab", 64, 16, 1024, 32, 512, 384, 12, 8, 96,
+                     "a GPU: 64x64 images, 16x16 = 256 image tokens"),
+    "paper": _preset("paper", 256, 32, 8192, 256, 16384, 3968, 64, 62, 256,
+                     "Ramesh et al. 2021: 256x256 images, 32x32 = 1024 tokens, 12B parameters; "
+                     "meta device only"),
+}
+
+
+def get_preset(name: str | Preset) -> Preset:
+    """Return the preset called `name`; an unknown name is an error that lists the valid ones."""
+    if isinstance(name, Preset):
+        return name
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        valid = ", ".join(repr(k) for k in PRESETS)
+        raise ValueError(f"unknown preset {name!r}: choose one of {valid}") from None
+
+
+def with_overrides(preset: Preset, **changes) -> Preset:
+    """A copy of `preset` with top-level fields replaced (for experiments and tests)."""
+    return replace(preset, **changes)

@@ -1,0 +1,28 @@
+"""Self-checks for the notebooks' exercises: each says in plain words what is right or wrong.
+
+A check runs the learner's function against the library's own implementation. It never raises for
+a wrong or unfinished answer (so a notebook still runs top to bottom); it prints feedback and
+returns False. The solution notebooks assert that every check returns True.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+
+class Feedback(Exception):
+    """Raised inside a check with a message for the learner: what is wrong, and a hint."""
+
+
+def report(title: str, check: Callable[[], None]) -> bool:
+    """Run `check`; print 'correct' or the plain-words feedback; return whether it passed."""
+    try:
+        check()
+    except NotImplementedError:
+        print(f"{title}: not attempted yet. Replace `raise NotImplementedError` with your code, "
+              "then run this cell again.")
+        return False
+    except Feedback as feedback:
+        print(f"{title}: not yet. {feedback}")
+        return False
+    print(f"{title}: correct ✓")
+    return True

@@ -1,0 +1,154 @@
+"""Build the course notebooks from their reviewable sources, execute them, and check they agree.
+
+Each notebook is written as a plain Python file in "percent" format under `notebooks/src/`
+(`# %%` starts a code cell, `# %% [markdown]` a markdown cell whose lines start with `# `).
+This script turns each source into an .ipynb, puts the shared Colab install cell first, executes
+it top to bottom with a fresh kernel, and saves it with its outputs:
+
+    python tools/notebooks.py build            # every notebook, in order (then the solutions)
+    python tools/notebooks.py build 02 03      # only those whose name starts with 02 or 03
+    python tools/notebooks.py check            # sources and committed notebooks agree (a test runs this)
+
+Sources:  notebooks/src/NN_name.py            -> notebooks/NN_name.ipynb
+          notebooks/src/solutions/NN_name.py  -> notebooks/solutions/NN_name.ipynb
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from dalle_lessons.paths import REPO_URL  # noqa: E402
+
+NOTEBOOKS = ROOT / "notebooks"
+SOURCES = NOTEBOOKS / "src"
+
+INSTALL_CELL = f'''# NBVAL_SKIP
+# Colab or a fresh Python: fetch the course and install its package when it is missing.
+# (In a clone with `pip install -e .` this cell does nothing.)
+import importlib.util, os, subprocess, sys
+if importlib.util.find_spec("dalle_lessons") is None:
+    REPO_URL = "{REPO_URL}"
+    if not os.path.isdir("build-dalle-from-scratch"):
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "build-dalle-from-scratch"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "build-dalle-from-scratch"], check=True)
+    sys.path.insert(0, os.path.abspath("build-dalle-from-scratch"))'''
+
+
+def parse_percent(text: str) -> list[nbformat.NotebookNode]:
+    """Split a percent-format source into notebook cells."""
+    cells, kind, lines = [], None, []
+
+    def flush():
+        body = "\n".join(lines).strip("\n")
+        if kind == "markdown":
+            body = "\n".join(l[2:] if l.startswith("# ") else l.lstrip("#") for l in body.splitlines())
+            cells.append(nbformat.v4.new_markdown_cell(body))
+        elif kind == "code" and body.strip():
+            cells.append(nbformat.v4.new_code_cell(body))
+
+    for line in text.splitlines():
+        if line.startswith("# %%"):
+            flush()
+            kind, lines = ("markdown" if "[markdown]" in line else "code"), []
+        elif kind is not None:
+            lines.append(line)
+    flush()
+    return cells
+
+
+def notebook_from_source(source: Path) -> nbformat.NotebookNode:
+    cells = parse_percent(source.read_text(encoding="utf-8"))
+    # The title (first markdown cell) stays on top; the install cell follows it.
+    position = 1 if cells and cells[0].cell_type == "markdown" else 0
+    cells.insert(position, nbformat.v4.new_code_cell(INSTALL_CELL))
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    return nb
+
+
+def target_for(source: Path) -> Path:
+    rel = source.relative_to(SOURCES)
+    return (NOTEBOOKS / rel).with_suffix(".ipynb")
+
+
+def all_sources() -> list[Path]:
+    main = sorted(p for p in SOURCES.glob("*.py"))
+    solutions = sorted(p for p in (SOURCES / "solutions").glob("*.py"))
+    return main + solutions
+
+
+def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int) -> float:
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(cwd)}}).execute()
+    elapsed = time.perf_counter() - start
+    for cell in nb.cells:  # keep committed notebooks small and free of run-specific metadata
+        cell.metadata.pop("execution", None)
+    nb.metadata.pop("widgets", None)
+    return elapsed
+
+
+def build(prefixes: list[str], timeout: int) -> None:
+    times = {}
+    for source in all_sources():
+        if prefixes and not any(source.stem.startswith(p) for p in prefixes):
+            continue
+        target = target_for(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nb = notebook_from_source(source)
+        print(f"executing {target.relative_to(ROOT)} ...", flush=True)
+        elapsed = execute(nb, target.parent, timeout)
+        nbformat.write(nb, target)
+        times[str(target.relative_to(ROOT))] = round(elapsed, 1)
+        print(f"  {elapsed:6.1f} s, {target.stat().st_size / 1e6:.2f} MB", flush=True)
+    print(json.dumps(times, indent=1))
+
+
+def check() -> list[str]:
+    """Problems where a committed notebook does not match its source or was not executed in order."""
+    problems = []
+    for source in all_sources():
+        target = target_for(source)
+        if not target.exists():
+            problems.append(f"{target.relative_to(ROOT)} is missing: run `python tools/notebooks.py build`")
+            continue
+        expected = [(c.cell_type, c.source) for c in notebook_from_source(source).cells]
+        committed_nb = nbformat.read(target, as_version=4)
+        committed = [(c.cell_type, c.source) for c in committed_nb.cells]
+        if expected != committed:
+            problems.append(f"{target.relative_to(ROOT)} differs from {source.relative_to(ROOT)}: rebuild it")
+        counts = [c.execution_count for c in committed_nb.cells if c.cell_type == "code"]
+        if counts != list(range(1, len(counts) + 1)):
+            problems.append(f"{target.relative_to(ROOT)} was not executed top to bottom: rebuild it")
+    return problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="convert and execute notebooks")
+    b.add_argument("prefixes", nargs="*", help="only notebooks whose file name starts with one of these")
+    b.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    sub.add_parser("check", help="verify committed notebooks match their sources")
+    args = parser.parse_args()
+    if args.command == "build":
+        build(args.prefixes, args.timeout)
+    else:
+        problems = check()
+        print("\n".join(problems) or "all notebooks match their sources")
+        sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
