@@ -1,0 +1,100 @@
+"""Command line: `python -m dalle_lessons COMMAND ...` (also installed as `dalle-lessons`).
+
+    python -m dalle_lessons check                       # is this environment ready for the course?
+    python -m dalle_lessons data splits                 # (re)write data/splits.json
+    python -m dalle_lessons train tokenizer --preset cpu
+    python -m dalle_lessons evaluate judge [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .environment import check_environment, format_report
+    results = check_environment()
+    print(format_report(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .shapes import write_split_definition
+    path = write_split_definition()
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import get_preset
+    get_preset(args.preset)  # fail early, with the list of presets, on a typo
+    if args.what == "tokenizer":
+        from .tokenizer import train_default
+        start = time.perf_counter()
+        path = train_default(preset=args.preset, seed=args.seed)
+        print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
+        return 0
+    raise SystemExit(f"unknown training target {args.what!r}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_judge, format_table
+    from .environment import machine_summary
+    start = time.perf_counter()
+    rows = evaluate_judge(n=args.n, preset=args.preset, seed=args.seed)
+    elapsed = time.perf_counter() - start
+    if args.json:
+        print(json.dumps({"what": "judge", "preset": args.preset, "n": args.n, "seed": args.seed,
+                          "machine": machine_summary(), "seconds": round(elapsed, 1), "rows": rows}, indent=1))
+    else:
+        print(f"Judge accuracy (%) on {args.n} test-split renders, preset {args.preset}, seed {args.seed}")
+        print(format_table(rows))
+        print(f"{machine_summary()}; {elapsed:.1f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dalle_lessons",
+                                     description="Build DALL·E from Scratch: train, evaluate and check.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="check that this environment can run the course")
+    check.set_defaults(func=cmd_check)
+
+    data = sub.add_parser("data", help="write the committed data definitions")
+    data.add_argument("what", choices=["splits"])
+    data.set_defaults(func=cmd_data)
+
+    train = sub.add_parser("train", help="train a component and save it in data/")
+    train.add_argument("what", choices=["tokenizer"])
+    train.add_argument("--preset", default="cpu")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="print a table of measured figures")
+    evaluate.add_argument("what", choices=["judge"])
+    evaluate.add_argument("--n", type=int, default=2000, help="number of test images")
+    evaluate.add_argument("--preset", default="cpu")
+    evaluate.add_argument("--seed", type=int, default=0)
+    _add_json(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

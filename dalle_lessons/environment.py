@@ -1,0 +1,95 @@
+"""Is this environment ready for the course? Each check says what is wrong and how to fix it."""
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+from dataclasses import dataclass
+
+#: (import name, pip name, lowest version the course is tested with)
+REQUIREMENTS = (
+    ("torch", "torch", "2.1"),
+    ("tokenizers", "tokenizers", "0.15"),
+    ("PIL", "pillow", "9.0"),
+    ("matplotlib", "matplotlib", "3.7"),
+    ("ipywidgets", "ipywidgets", "8.0"),
+    ("tqdm", "tqdm", "4.60"),
+    ("safetensors", "safetensors", "0.4"),
+    ("numpy", "numpy", "1.24"),
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("+")[0].split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def check_environment() -> list[CheckResult]:
+    """Run every check; never raises, so a learner always sees the whole list."""
+    results = [CheckResult(
+        "python", sys.version_info >= (3, 10), platform.python_version(),
+        "the course needs Python 3.10 or newer: install it from python.org or use conda")]
+    for module, pip_name, lowest in REQUIREMENTS:
+        try:
+            version = getattr(importlib.import_module(module), "__version__", "0")
+        except Exception as error:  # an import can fail in many ways; report them all the same way
+            results.append(CheckResult(pip_name, False, f"cannot import {module}: {error}",
+                                       f"pip install '{pip_name}>={lowest}' (or: pip install -e . in the course folder)"))
+            continue
+        ok = _version_tuple(version) >= _version_tuple(lowest)
+        results.append(CheckResult(pip_name, ok, version, "" if ok else f"pip install -U '{pip_name}>={lowest}'"))
+    try:
+        from .paths import data_dir
+        folder = data_dir()
+        missing = [name for name in ("splits.json", "tokenizer.json") if not (folder / name).exists()]
+        results.append(CheckResult(
+            "course data", not missing, f"{folder}" + (f" (missing: {', '.join(missing)})" if missing else ""),
+            "restore data/ from git (git checkout -- data) or re-create it: see data/README.md" if missing else ""))
+    except FileNotFoundError as error:
+        results.append(CheckResult("course data", False, str(error), "run from a clone: pip install -e ."))
+    results.append(CheckResult("device", True, describe_device()))
+    return results
+
+
+def pick_device() -> str:
+    """'cuda' on a GPU (Colab), otherwise 'cpu'. Everything in the course also runs on the CPU."""
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def describe_device() -> str:
+    import torch
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def machine_summary() -> str:
+    """One line naming the machine, for benchmark and evaluation tables."""
+    import torch
+    cpu = platform.processor() or platform.machine()
+    return (f"{platform.system()} {cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), device {describe_device()}")
+
+
+def format_report(results: list[CheckResult]) -> str:
+    lines = []
+    for r in results:
+        lines.append(f"{'ok ' if r.ok else 'FIX'}  {r.name:<12} {r.detail}")
+        if not r.ok and r.fix:
+            lines.append(f"     {'':<12} -> {r.fix}")
+    bad = sum(not r.ok for r in results)
+    lines.append("Everything is ready." if not bad else f"{bad} problem(s) above: apply the fixes, then run this again.")
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""The course's promises about itself: one set of dependencies, notebooks that match their sources."""
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dalle_lessons.paths import REPO_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import notebooks as notebook_tool  # noqa: E402
+
+CONDA_TO_PIP = {"pytorch": "torch", "python": None, "pip": None}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_names_the_same_packages_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_names = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    conda_lines = re.findall(r"^\s+- (\S+)$", (ROOT / "environment.yml").read_text(), flags=re.M)
+    conda_names = {CONDA_TO_PIP.get(_name(l), _name(l)) for l in conda_lines} - {None}
+    assert conda_names == pip_names
+
+
+def test_every_notebook_matches_its_source_and_was_executed_in_order():
+    assert notebook_tool.check() == []
+
+
+def test_every_install_cell_clones_the_one_repository_url():
+    notebooks = sorted(ROOT.glob("notebooks/**/*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        first_code = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        urls = re.findall(r"https://\S+?(?=[\"'])", first_code.source)
+        assert urls == [REPO_URL], path
+
+
+def test_every_lesson_has_executed_solutions_and_two_exercises():
+    lessons = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert [p.stem[:2] for p in lessons][:4] == ["00", "01", "02", "03"]
+    for lesson in lessons:
+        if lesson.stem.startswith("00"):
+            continue  # the welcome notebook has no exercises
+        source = "".join(c.source for c in nbformat.read(lesson, as_version=4).cells)
+        assert source.count("raise NotImplementedError") >= 2, lesson
+        assert (ROOT / "notebooks" / "solutions" / lesson.name).exists(), lesson
+
+
+def test_notebooks_stay_small():
+    for path in ROOT.glob("notebooks/**/*.ipynb"):
+        assert path.stat().st_size < 2_500_000, path
+
+
+def test_readme_quick_start_gives_exactly_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```(?:bash|sh)?\n(.*?)```", section, flags=re.S).group(1)
+    commands = [l for l in block.splitlines() if l.strip() and not l.strip().startswith("#")]
+    assert commands == ["python3 course.py", "python3 course.py test"]
+    assert "python3 course.py test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_nbval_sanitizer_is_shipped():
+    assert "[memory addresses]" in (ROOT / "tests" / "nbval_sanitize.cfg").read_text()
