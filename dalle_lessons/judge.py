@@ -89,7 +89,7 @@ def as_array(image) -> np.ndarray:
     return np.clip(array, 0.0, 1.0)
 
 
-def _unmix(pixels: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unmix(pixels: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each pixel, the palette color that best explains it as a mix with the background.
 
     Returns (color index [H, W], alpha [C, H, W]) where alpha[c] is the share of color c that best
@@ -101,6 +101,12 @@ def _unmix(pixels: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.n
     alpha = np.clip(alpha, 0.0, 1.0)
     residual = ((offset[None] - alpha[..., None] * directions[:, None, None, :]) ** 2).sum(-1)
     return residual.argmin(0), alpha
+
+
+def cell_of(x: float, y: float, image_size: int) -> tuple[int, int]:
+    """The (row, col) of the 3x3 grid cell that contains pixel coordinates (x, y)."""
+    cell = image_size / 3
+    return min(2, max(0, int(y // cell))), min(2, max(0, int(x // cell)))
 
 
 def _components(mask: np.ndarray) -> list[np.ndarray]:
@@ -176,7 +182,7 @@ def read_image(image) -> Reading:
     n = pixels.shape[0]
     background_rgb = np.median(pixels.reshape(-1, 3), axis=0)
     background = _BG_NAMES[int(((_BG - background_rgb) ** 2).sum(1).argmin())]
-    color_index, alpha = _unmix(pixels, background_rgb)
+    color_index, alpha = unmix(pixels, background_rgb)
     own_alpha = np.take_along_axis(alpha, color_index[None], 0)[0]
     solid = own_alpha >= ALPHA_THRESHOLD
 
@@ -202,8 +208,7 @@ def read_image(image) -> Reading:
             shape, size, error, by, bx = _classify(window, cy - top, cx - left, n, 2 * half)
             if error > UNKNOWN_SHAPE_ERROR:
                 shape, size = None, None
-            row = min(2, max(0, int((by + top) // (n / 3))))
-            col = min(2, max(0, int((bx + left) // (n / 3))))
+            row, col = cell_of(bx + left, by + top, n)
             objects.append(DetectedObject(shape, color, size, row, col, float(weights), round(error, 4)))
     objects.sort(key=lambda o: (o.row, o.col, o.color))
     return Reading(background, tuple(objects))

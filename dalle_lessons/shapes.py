@@ -345,8 +345,14 @@ def caption_scene(scene: Scene, rng: random.Random | int = 0) -> tuple[str, Clai
 
 # ----------------------------------------------------------------------------- reading captions back
 
+def _normalize(text: str) -> str:
+    """Lowercase, hyphens as spaces ("top-left" = "top left"), punctuation as separate words."""
+    text = text.lower().replace("-", " ").replace(",", " , ").replace(":", " : ")
+    return " ".join(text.split())
+
+
 def _lookup(table: dict) -> dict[str, object]:
-    return {phrase: value for value, phrases in table.items() for phrase in phrases}
+    return {_normalize(phrase): value for value, phrases in table.items() for phrase in phrases}
 
 
 def _longest_match(text: str, start: int, phrases: dict[str, object]) -> tuple[object, int] | None:
@@ -366,7 +372,7 @@ def parse_caption(text: str) -> Claim:
     """
     if not text or not text.strip():
         raise ValueError("the caption is empty: describe one or two shapes, e.g. 'a red circle at the top left'")
-    text = " ".join(text.lower().replace(",", " , ").replace(":", " : ").split())
+    text = _normalize(text)
     colors, shapes, sizes = _lookup(COLOR_WORDS), _lookup(SHAPE_WORDS), _lookup(SIZE_WORDS)
     positions, relations, backgrounds = _lookup(POSITION_WORDS), _lookup(RELATION_WORDS), _lookup(BACKGROUND_WORDS)
 
@@ -415,12 +421,16 @@ def parse_caption(text: str) -> Claim:
             pos = _longest_match(text, start, positions)
             if pos:
                 (row, col), i = pos
+                if text.startswith(" corner", i):
+                    i += len(" corner")
                 if objects and "row" not in objects[-1]:
                     objects[-1]["row"], objects[-1]["col"] = row, col
                 else:
                     pending_position = (row, col)
                 continue
         pos = _longest_match(text, i, positions)
+        if pos and text.startswith(" corner", pos[1]):
+            pos = (pos[0], pos[1] + len(" corner"))
         if pos and text.startswith(" :", pos[1]):
             pending_position, i = pos[0], pos[1] + 2
             continue
@@ -546,6 +556,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         self.split, self.size, self.seed, self.n_objects = split, size, seed, n_objects
         self.image_size = get_preset(preset).image_size
         self.scenes = [sample_scene(split, i, seed, n_objects) for i in range(size)]
+        self.cache = cache
         self._images: torch.Tensor | None = None
         if render_images and cache:
             self._images = self._load_or_render_cache()
@@ -574,17 +585,21 @@ class ShapesDataset(torch.utils.data.Dataset):
         return (self[i] for i in range(self.size))
 
     def images_uint8(self) -> torch.Tensor:
-        """All images as one uint8 tensor [N, 3, H, W] (rendered or loaded from the cache)."""
+        """All images as one uint8 tensor [N, 3, H, W] (from the cache when the dataset uses one)."""
         if self._images is None:
-            self._images = self._load_or_render_cache()
+            self._images = self._load_or_render_cache() if self.cache else self._render_all()
         return self._images
+
+    def _render_all(self) -> torch.Tensor:
+        return torch.from_numpy(np.stack([np.asarray(render(s, self.image_size)).transpose(2, 0, 1)
+                                          for s in self.scenes]))
 
     def _load_or_render_cache(self) -> torch.Tensor:
         name = f"shapes-{self.split}-{self.size}-{self.image_size}px-seed{self.seed}-obj{self.n_objects or 'any'}.npy"
         path = cache_dir() / name
         if path.exists():
             return torch.from_numpy(np.load(path))
-        array = np.stack([np.asarray(render(s, self.image_size)).transpose(2, 0, 1) for s in self.scenes])
+        array = self._render_all().numpy()
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, array)
         tmp.replace(path)

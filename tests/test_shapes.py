@@ -97,8 +97,10 @@ def test_parse_free_form_prompts():
     assert parse_caption("A big RED circle above a small blue square") == Claim(
         (ObjectClaim("circle", "red", "large"), ObjectClaim("square", "blue", "small")), "above")
     assert parse_caption("top left corner: a tiny lime dot") == Claim(
-        (ObjectClaim("circle", "green", "small"),))
-    assert parse_caption("top-left corner: a tiny lime dot").objects[0].row == 0
+        (ObjectClaim("circle", "green", "small", 0, 0),))
+    for text in ("a large red circle at the top-left", "top-left: a large red circle",
+                 "a large red circle in the top-left corner"):
+        assert parse_caption(text) == Claim((ObjectClaim("circle", "red", "large", 0, 0),)), text
 
 
 def test_split_definition_is_committed_and_reproducible():
