@@ -538,7 +538,8 @@ def sample_scene(split: str, index: int, seed: int = 0, n_objects: int | None = 
 
 def caption_corpus(n: int, split: str = "train", seed: int = 0) -> list[str]:
     """The captions of the first `n` items of a split (what the tokenizer is trained on)."""
-    return [ShapesDataset(split, n, seed=seed, render_images=False).item_caption(i) for i in range(n)]
+    data = ShapesDataset(split, n, seed=seed, render_images=False)
+    return [data.item_caption(i) for i in range(n)]
 
 
 class ShapesDataset(torch.utils.data.Dataset):

@@ -24,7 +24,8 @@ def _name(requirement: str) -> str:
 def test_environment_yml_names_the_same_packages_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pip_names = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
-    conda_lines = re.findall(r"^\s+- (\S+)$", (ROOT / "environment.yml").read_text(), flags=re.M)
+    dependencies = (ROOT / "environment.yml").read_text().split("dependencies:", 1)[1]
+    conda_lines = re.findall(r"^\s+- (\S+)$", dependencies, flags=re.M)
     conda_names = {CONDA_TO_PIP.get(_name(l), _name(l)) for l in conda_lines} - {None}
     assert conda_names == pip_names
 

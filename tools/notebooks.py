@@ -98,6 +98,7 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int) -> float:
     elapsed = time.perf_counter() - start
     for cell in nb.cells:  # keep committed notebooks small and free of run-specific metadata
         cell.metadata.pop("execution", None)
+        cell.metadata.pop("tags", None)  # nbval reads the NBVAL_* comment itself
     nb.metadata.pop("widgets", None)
     return elapsed
 
