@@ -23,7 +23,7 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".course-installed"
 
 TEST_COMMAND = ["-m", "pytest", "tests", "notebooks", "--nbval",
-                "--sanitize-with", "tests/nbval_sanitize.cfg"]
+                "--nbval-sanitize-with", "tests/nbval_sanitize.cfg"]
 
 
 def run(*args: str | os.PathLike) -> None:

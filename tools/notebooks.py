@@ -8,6 +8,7 @@ it top to bottom with a fresh kernel, and saves it with its outputs:
     python tools/notebooks.py build            # every notebook, in order (then the solutions)
     python tools/notebooks.py build 02 03      # only those whose name starts with 02 or 03
     python tools/notebooks.py check            # sources and committed notebooks agree (a test runs this)
+    python tools/notebooks.py stats            # how many output cells strict nbval compares
 
 Sources:  notebooks/src/NN_name.py            -> notebooks/NN_name.ipynb
           notebooks/src/solutions/NN_name.py  -> notebooks/solutions/NN_name.ipynb
@@ -138,6 +139,23 @@ def check() -> list[str]:
     return problems
 
 
+def stats() -> None:
+    """Per notebook: code cells, and how many of those with output strict nbval compares."""
+    total_out = total_compared = 0
+    for source in all_sources():
+        nb = nbformat.read(target_for(source), as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        with_output = [c for c in code if c.outputs]
+        compared = [c for c in with_output
+                    if not c.source.lstrip().startswith(("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP"))]
+        total_out += len(with_output)
+        total_compared += len(compared)
+        print(f"{str(target_for(source).relative_to(ROOT)):58} {len(code):3} code cells, "
+              f"{len(compared):3}/{len(with_output):3} output cells compared")
+    print(f"{'all notebooks':58} {total_compared}/{total_out} = {100 * total_compared / max(total_out, 1):.0f} % "
+          "of output cells compared")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,9 +163,12 @@ def main() -> None:
     b.add_argument("prefixes", nargs="*", help="only notebooks whose file name starts with one of these")
     b.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     sub.add_parser("check", help="verify committed notebooks match their sources")
+    sub.add_parser("stats", help="count the output cells strict nbval compares")
     args = parser.parse_args()
     if args.command == "build":
         build(args.prefixes, args.timeout)
+    elif args.command == "stats":
+        stats()
     else:
         problems = check()
         print("\n".join(problems) or "all notebooks match their sources")
