@@ -67,6 +67,7 @@ JUDGE_CONDITIONS = {
     "noise 0.05": dict(noise=0.05, blur=0.0),
     "blur 0.7px": dict(noise=0.0, blur=0.7),
     "blur 0.7px + noise 0.05": dict(noise=0.05, blur=0.7),
+    "blur 1.0px + noise 0.05": dict(noise=0.05, blur=1.0),
 }
 
 
