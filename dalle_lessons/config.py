@@ -18,6 +18,18 @@ class DVAEConfig:
     codebook_size: int = 512  # number of distinct image tokens
     hidden: int = 64  # channels of the first convolution
     embed_dim: int = 64  # size of one code embedding fed to the decoder
+    n_blocks: int = 1  # residual blocks at each resolution of the encoder and the decoder
+    quantizer: str = "gumbel"  # "gumbel" (DALL·E's relaxation) or "vq" (VQ-VAE: nearest code, straight-through)
+    likelihood: str = "logit_laplace"  # "logit_laplace" (the paper's) or "mse"
+    eps: float = 0.1  # logit-Laplace pixel mapping x -> (1 - 2 eps) x + eps
+    logits: str = "cosine"  # "cosine": bounded logit_scale * cos(feature, code); "linear": dot product
+    logit_scale: float = 10.0  # the bound on cosine logits
+    object_weight: float = 0.0  # extra reconstruction weight on object pixels (0: plain mean)
+    usage_weight: float = 0.0  # weight of the batch code-usage (entropy) term
+    vq_beta: float = 0.25  # VQ commitment weight
+    log_b_min: float = -8.0  # logit-Laplace: floor on ln b, so confident pixels cannot take all the weight
+    ema_decay: float = 0.99  # decay of the moving averages of code use (and of the VQ codebook)
+    dead_threshold: float = 0.01  # restart a code whose average use per batch falls below this (0: never)
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,14 @@ class TransformerConfig:
     n_layers: int = 8
     n_heads: int = 8
     dropout: float = 0.0
+    # "full": dense causal attention in every layer; "paper": DALL·E's sparse layer pattern (row,
+    # column, row, row, ... and a convolutional last layer; see transformer.layer_kinds)
+    attention_pattern: str = "full"
+    conv_kernel: int = 11  # side of the causal convolutional window (the paper: 11 on a 32 x 32 grid)
+    pad_id: int = 0  # the text id that marks padding; each text position learns its own pad embedding
+    caption_dropout: float = 0.0  # training only: chance a caption is replaced by the empty one
+    text_loss_weight: float = 1 / 8  # the paper's weights: loss = 1/8 text CE + 7/8 image CE
+    image_loss_weight: float = 7 / 8
 
     @property
     def image_seq_len(self) -> int:

@@ -1,0 +1,192 @@
+"""Checkpoints: weights as safetensors plus a JSON file with the config, never pickle.
+
+`save(model, config, "dir/name.safetensors", extra={...})` writes `name.safetensors` (tensors only,
+safe to load from anyone) and `name.json` (the model's class, its config and free-form metadata
+such as the command that trained it). Both are written atomically: a temporary file, then
+`os.replace`, so an interrupted write never leaves a half-written checkpoint behind.
+
+`load(path)` rebuilds the model from the JSON config; `load(path, model)` loads into an existing
+model and explains, field by field, when its config does not match the checkpoint's.
+Training state (optimizer, step, random generators) goes through `save_state` / `load_state`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+FORMAT = "dalle_lessons-checkpoint-v1"
+
+
+def json_path(path: str | Path) -> Path:
+    """The JSON file that goes with a `.safetensors` file."""
+    return Path(path).with_suffix(".json")
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call `write(temporary_path)`, then move the result over `path` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _write_pair(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write the tensors, then the JSON (the JSON is written last: its presence marks a complete checkpoint)."""
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}  # clone: no shared storage
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp))
+    _atomic_write(json_path(path), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1) + "\n"))
+    return path
+
+
+def _qualified_name(obj: type) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _import(name: str) -> type:
+    """Import a class of this package by its qualified name (never anything outside the package)."""
+    module, _, attribute = name.rpartition(".")
+    if not module.startswith("dalle_lessons."):
+        raise ValueError(f"refusing to import {name!r} from a checkpoint: only dalle_lessons classes are loaded")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def config_dict(config: Any) -> dict:
+    """A dataclass config as a plain dict (what goes into the JSON)."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"config must be a dataclass instance, got {type(config).__name__}")
+    return dataclasses.asdict(config)
+
+
+def save(model: nn.Module, config: Any, path: str | Path, extra: dict | None = None) -> Path:
+    """Save `model`'s weights to `path` (.safetensors) and its class, config and `extra` to the .json beside it."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"checkpoint path {str(path)!r} must end in .safetensors")
+    meta = {"format": FORMAT, "model_class": _qualified_name(type(model)),
+            "config_class": _qualified_name(type(config)), "config": config_dict(config),
+            "extra": extra or {}}
+    return _write_pair(path, model.state_dict(), meta)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The JSON that goes with a checkpoint: model_class, config_class, config and extra."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    meta_file = json_path(path)
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{meta_file} is missing: a checkpoint is a .safetensors file plus its .json config")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_file} is not a {FORMAT} file (format {meta.get('format')!r})")
+    return meta
+
+
+def config_mismatches(saved: dict, config: Any) -> list[str]:
+    """Human-readable differences 'field: checkpoint X, model Y' between a saved config and `config`."""
+    current = config_dict(config)
+    return [f"{name}: checkpoint {saved.get(name, '(absent)')!r}, model {current.get(name, '(absent)')!r}"
+            for name in sorted(set(saved) | set(current)) if saved.get(name) != current.get(name)]
+
+
+def build_config(meta: dict) -> Any:
+    """Rebuild the config dataclass recorded in a checkpoint's metadata."""
+    config_class = _import(meta["config_class"])
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(meta["config"]) - known)
+    if unknown:
+        raise ValueError(f"the checkpoint's config has fields {unknown} that this version of "
+                         f"{config_class.__name__} does not know: update the package, or retrain the checkpoint")
+    return config_class(**meta["config"])
+
+
+def _load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit {type(model).__name__}: missing {sorted(missing)[:5]}, "
+                         f"unexpected {sorted(unexpected)[:5]}. Was it saved from another kind of model?")
+
+
+def load(path: str | Path, model: nn.Module | None = None, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load a checkpoint: into `model` (whose `.config` must match), or into a new model built from its JSON.
+
+    Returns the model in eval mode.
+    """
+    path = Path(path)
+    meta = read_metadata(path)
+    if model is None:
+        config = build_config(meta)
+        model = _import(meta["model_class"])(config)
+    else:
+        config = getattr(model, "config", None)
+        if config is None:
+            raise ValueError(f"{type(model).__name__} has no .config to compare with the checkpoint's")
+        problems = config_mismatches(meta["config"], config)
+        if problems:
+            raise ValueError(
+                f"checkpoint {path} was saved with a different config than this model's:\n  "
+                + "\n  ".join(problems)
+                + f"\nFix: load it without a model (checkpoints.load(path)) to build one from the "
+                  f"checkpoint's config, or create the model with the same {type(config).__name__} fields.")
+    _load_weights(model, load_file(str(path), device=str(map_location)), path)
+    return model.to(map_location).eval()
+
+
+# ----------------------------------------------------------------------------- training state
+
+def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace every tensor in a nested dict/list by a reference, collecting the tensors by name."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, (str, int)) for k in obj):
+            raise TypeError(f"cannot save dict keys of type {set(type(k).__name__ for k in obj)} at {prefix!r}")
+        return {"__dict__": [[k, _flatten(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot save a {type(obj).__name__} at {prefix!r} without pickle")
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {k: _unflatten(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def save_state(path: str | Path, state: dict) -> Path:
+    """Save a nested dict of tensors and plain values (e.g. model + optimizer state, step, RNG states)."""
+    tensors: dict[str, torch.Tensor] = {}
+    tree = _flatten(state, "state", tensors)
+    return _write_pair(Path(path), tensors, {"format": FORMAT, "state": tree})
+
+
+def load_state(path: str | Path) -> dict:
+    """Load what `save_state` wrote, tensors on the CPU."""
+    path = Path(path)
+    meta_file = json_path(path)
+    if not path.exists() or not meta_file.exists():
+        raise FileNotFoundError(f"no training state at {path} (and {meta_file.name})")
+    meta = json.loads(meta_file.read_text())
+    return _unflatten(meta["state"], load_file(str(path)))
