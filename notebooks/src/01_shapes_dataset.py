@@ -675,7 +675,7 @@ def relation_of(a: shapes.ShapeObject, b: shapes.ShapeObject) -> list[str]:
 # %%
 from dalle_lessons.exercises.l01_shapes import check_caption_for, check_cell_of, check_relation_of
 
-check_relation_of(relation_of)
+ok = check_relation_of(relation_of)
 
 # %% [markdown]
 # **Exercise 2: from a point to its cell.** The judge finds an object's center of mass `(x, y)` in
@@ -689,7 +689,7 @@ def cell_of(x: float, y: float, image_size: int) -> tuple[int, int]:
     raise NotImplementedError
 
 # %%
-check_cell_of(cell_of)
+ok = check_cell_of(cell_of)
 
 # %% [markdown]
 # **Exercise 3: a caption the judge accepts.** Write `caption_for(scene)` returning a caption that
@@ -704,7 +704,7 @@ def caption_for(scene: shapes.Scene) -> str:
     raise NotImplementedError
 
 # %%
-check_caption_for(caption_for)
+ok = check_caption_for(caption_for)
 
 # %% [markdown]
 # The solutions are in `notebooks/solutions/01_shapes_dataset.ipynb`.

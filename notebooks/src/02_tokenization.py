@@ -509,7 +509,7 @@ def my_most_frequent_pair(counts: dict[tuple[int, int], int]) -> tuple[int, int]
     raise NotImplementedError
 
 
-check_most_frequent_pair(my_most_frequent_pair)
+ok = check_most_frequent_pair(my_most_frequent_pair)
 
 # %% [markdown]
 # ### Exercise 2: encode a word
@@ -525,7 +525,7 @@ def my_apply_merges(ids: list[int], merges: dict[tuple[int, int], int]) -> list[
     raise NotImplementedError
 
 
-check_apply_merges(my_apply_merges)
+ok = check_apply_merges(my_apply_merges)
 
 # %% [markdown]
 # ### Exercise 3: decode
@@ -540,7 +540,7 @@ def my_decode(ids: list[int], vocab: dict[int, bytes]) -> str:
     raise NotImplementedError
 
 
-check_decode(my_decode)
+ok = check_decode(my_decode)
 
 # %% [markdown]
 # ## Takeaways

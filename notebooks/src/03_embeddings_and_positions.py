@@ -485,7 +485,7 @@ def my_sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
     raise NotImplementedError
 
 
-check_sinusoidal_table(my_sinusoidal_table)
+ok = check_sinusoidal_table(my_sinusoidal_table)
 
 # %% [markdown]
 # ### Exercise 2: row + column positions in raster order
@@ -501,7 +501,7 @@ def my_raster_positions(row_table: torch.Tensor, col_table: torch.Tensor) -> tor
     raise NotImplementedError
 
 
-check_raster_positions(my_raster_positions)
+ok = check_raster_positions(my_raster_positions)
 
 # %% [markdown]
 # ### Exercise 3: moving by k positions is a rotation
@@ -517,7 +517,7 @@ def my_shift_matrix(k: int, dim: int) -> torch.Tensor:
     raise NotImplementedError
 
 
-check_shift_matrix(my_shift_matrix)
+ok = check_shift_matrix(my_shift_matrix)
 
 # %% [markdown]
 # ## Takeaways
