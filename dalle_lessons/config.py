@@ -20,15 +20,15 @@ class DVAEConfig:
     embed_dim: int = 64  # size of one code embedding fed to the decoder
     n_blocks: int = 1  # residual blocks at each resolution of the encoder and the decoder
     quantizer: str = "gumbel"  # "gumbel" (DALL·E's relaxation) or "vq" (VQ-VAE: nearest code, straight-through)
-    likelihood: str = "logit_laplace"  # "logit_laplace" (the paper's) or "mse"
+    likelihood: str = "mse"  # "mse" (learns fastest on Shapes) or "logit_laplace" (the paper's)
     eps: float = 0.1  # logit-Laplace pixel mapping x -> (1 - 2 eps) x + eps
     logits: str = "cosine"  # "cosine": bounded logit_scale * cos(feature, code); "linear": dot product
-    logit_scale: float = 10.0  # the bound on cosine logits
-    object_weight: float = 0.0  # extra reconstruction weight on object pixels (0: plain mean)
+    logit_scale: float = 60.0  # the bound on cosine logits
+    object_weight: float = 4.0  # extra reconstruction weight on and around object pixels (0: plain mean)
     usage_weight: float = 0.0  # weight of the batch code-usage (entropy) term
     vq_beta: float = 0.25  # VQ commitment weight
     log_b_min: float = -8.0  # logit-Laplace: floor on ln b, so confident pixels cannot take all the weight
-    ema_decay: float = 0.99  # decay of the moving averages of code use (and of the VQ codebook)
+    ema_decay: float = 0.95  # decay of the moving averages of code use (and of the VQ codebook)
     dead_threshold: float = 0.01  # restart a code whose average use per batch falls below this (0: never)
 
 

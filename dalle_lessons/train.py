@@ -1,0 +1,230 @@
+"""Training loops: seeded, with a progress bar, periodic validation, atomic checkpoints and resume.
+
+    python -m dalle_lessons train dvae --preset cpu --seed 0          # writes data/dvae-cpu.safetensors
+    python -m dalle_lessons train dvae --preset tiny --steps 200 --out /tmp/run
+    python -m dalle_lessons train dvae --preset cpu --resume          # continue an interrupted run
+
+Every random draw goes through a seeded `torch.Generator` (one for batches, one for Gumbel noise
+and codebook restarts); the training state (model, optimizer, step, generators) is saved
+periodically and on Ctrl-C, so a resumed run continues exactly as if it had never stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoints
+from .config import DVAEConfig, get_preset
+from .dvae import DiscreteVAE, code_usage, dvae_loss, kl_weight_at, psnr, temperature_at
+from .paths import data_dir
+from .shapes import ShapesDataset
+
+
+@dataclass(frozen=True)
+class DVAETrainConfig:
+    """How the dVAE is trained. Schedule points are fractions of `steps`, so a short run keeps its shape."""
+
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 2e-3  # Adam, after a linear warm-up, then a cosine decay to lr * lr_final
+    lr_warmup: int = 100
+    lr_final: float = 0.05
+    temperature_start: float = 1.0
+    temperature_end: float = 1 / 16
+    temperature_anneal: float = 0.7  # the temperature reaches its end value at this fraction of training
+    kl_weight: float = 0.02  # the KL-to-uniform weight (beta) after its warm-up, relative to the MSE per subpixel
+    kl_warmup_start: float = 0.3
+    kl_warmup_end: float = 0.7
+    hard_from: float = 1.0  # straight-through hard one-hot samples from this fraction on (1.0: never)
+    noise_until: float = 0.8  # Gumbel noise until this fraction; after it, the argmax code (as encode)
+    grad_clip: float = 1.0
+    train_images: int = 20_000  # train split, one- and two-object scenes mixed
+    val_images: int = 500
+    eval_every: int = 250
+    checkpoint_every: int = 500
+
+
+def lr_at(step: int, config: DVAETrainConfig) -> float:
+    """Learning rate: linear warm-up over `lr_warmup` steps, then a cosine decay to `lr * lr_final`."""
+    if step < config.lr_warmup:
+        return config.lr * (step + 1) / config.lr_warmup
+    progress = min(1.0, (step - config.lr_warmup) / max(1, config.steps - config.lr_warmup))
+    return config.lr * (config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def schedules_at(step: int, config: DVAETrainConfig) -> dict[str, float]:
+    """Every scheduled value at `step`: learning rate, temperature, KL weight, and whether samples are hard."""
+    n = config.steps
+    return {
+        "lr": lr_at(step, config),
+        "temperature": temperature_at(step, round(config.temperature_anneal * n),
+                                      config.temperature_start, config.temperature_end),
+        "kl_weight": kl_weight_at(step, round(config.kl_warmup_start * n), round(config.kl_warmup_end * n),
+                                  config.kl_weight),
+        "hard": step >= config.hard_from * n,
+        "noise": step < config.noise_until * n,
+    }
+
+
+def load_images(split: str, n: int, preset: str, n_objects: int | None = None) -> torch.Tensor:
+    """The first `n` images of a Shapes split as uint8 [n, 3, H, W] (rendered once, then cached)."""
+    return ShapesDataset(split, n, preset=preset, seed=0, n_objects=n_objects, cache=True).images_uint8()
+
+
+def sample_batch(images: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """A random batch (with replacement) from a uint8 image tensor, as floats in [0, 1]."""
+    index = torch.randint(len(images), (batch_size,), generator=generator)
+    return images[index].float() / 255
+
+
+@torch.no_grad()
+def validate(model: DiscreteVAE, images: torch.Tensor, batch_size: int = 250) -> dict[str, float]:
+    """Deterministic figures on held-out images (argmax codes, as at inference): loss, PSNR, code usage."""
+    was_training = model.training
+    model.eval()
+    losses, recons, all_ids = [], [], []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size].float() / 255
+        out = model(batch, noise=False)
+        losses.append(out.recon_loss.item() * len(batch))
+        recons.append(out.recon)
+        all_ids.append(out.ids)
+    model.train(was_training)
+    target = images.float() / 255
+    used, perplexity = code_usage(torch.cat(all_ids), model.config.codebook_size)
+    return {"val_loss": sum(losses) / len(images), "psnr": psnr(torch.cat(recons), target),
+            "codes_used": used, "perplexity": perplexity}
+
+
+def default_name(preset: str, config: DVAEConfig) -> str:
+    """File name stem of a trained dVAE: dvae-cpu, or dvae-cpu-vq for the VQ variant."""
+    return f"dvae-{preset}" + ("-vq" if config.quantizer == "vq" else "")
+
+
+def _load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None,
+               train_config: DVAETrainConfig | None = None, model_config: DVAEConfig | None = None,
+               resume: bool = False, stop_at: int | None = None, progress: bool = True,
+               name: str | None = None, command: str | None = None,
+               log: Callable[[str], None] | None = None) -> dict:
+    """Train a dVAE on Shapes and save it as `<out>/<name>.safetensors` (+ .json); returns a summary.
+
+    `out` defaults to the course's data/ folder. The training state is saved every
+    `checkpoint_every` steps (and on Ctrl-C) to `<name>.state.safetensors`; `resume=True` continues
+    from it. `stop_at` ends the run early at that step, keeping the state (as an interruption would).
+    """
+    preset_name = get_preset(preset).name
+    model_config = model_config or get_preset(preset).dvae
+    train_config = train_config or DVAETrainConfig()
+    out = Path(out) if out is not None else data_dir()
+    name = name or default_name(preset_name, model_config)
+    final_path, state_path = out / f"{name}.safetensors", out / f"{name}.state.safetensors"
+    write = log or tqdm.write
+
+    torch.manual_seed(seed)  # the initial weights
+    model = DiscreteVAE(model_config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    batch_rng = torch.Generator().manual_seed(seed)
+    noise_rng = torch.Generator().manual_seed(seed + 1)
+    step, elapsed, history = 0, 0.0, []
+    if resume:
+        state = checkpoints.load_state(state_path)
+        saved = DVAETrainConfig(**state["train_config"])
+        if saved != train_config or state["seed"] != seed:
+            changed = [f.name for f in dataclasses.fields(saved)
+                       if getattr(saved, f.name) != getattr(train_config, f.name)]
+            raise ValueError(f"cannot resume {state_path}: it was started with seed {state['seed']} and "
+                             f"different settings ({', '.join(changed) or 'seed'}); rerun with the same "
+                             "--steps/--seed, or start afresh without --resume")
+        problems = checkpoints.config_mismatches(state["model_config"], model_config)
+        if problems:
+            raise ValueError(f"cannot resume {state_path}: model config differs ({'; '.join(problems)})")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        batch_rng.set_state(state["batch_rng"])
+        noise_rng.set_state(state["noise_rng"])
+        step, elapsed, history = state["step"], state["elapsed"], state["history"]
+        write(f"resumed {state_path} at step {step}")
+
+    train_images = load_images("train", train_config.train_images, preset_name)
+    val_images = load_images("val", train_config.val_images, preset_name)
+
+    def save_state() -> None:
+        checkpoints.save_state(state_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "batch_rng": batch_rng.get_state(), "noise_rng": noise_rng.get_state(), "seed": seed,
+            "elapsed": elapsed, "history": history, "train_config": dataclasses.asdict(train_config),
+            "model_config": dataclasses.asdict(model_config)})
+
+    last = min(train_config.steps, stop_at if stop_at is not None else train_config.steps)
+    bar = tqdm(total=train_config.steps, initial=step, desc=name, disable=not progress, mininterval=1.0)
+    model.train()
+    started = time.perf_counter() - elapsed
+    try:
+        while step < last:
+            s = schedules_at(step, train_config)
+            for group in optimizer.param_groups:
+                group["lr"] = s["lr"]
+            images = sample_batch(train_images, train_config.batch_size, batch_rng)
+            output = model(images, temperature=s["temperature"], hard=s["hard"], generator=noise_rng,
+                           noise=s["noise"])
+            loss = dvae_loss(output, model_config, s["kl_weight"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if train_config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+            optimizer.step()
+            step += 1
+            elapsed = time.perf_counter() - started
+            bar.update(1)
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}", temp=f"{s['temperature']:.3f}", refresh=False)
+            if step % train_config.eval_every == 0 or step == train_config.steps:
+                row = {"step": step, "seconds": round(elapsed, 1), "loss": loss.item(),
+                       "recon": output.recon_loss.item(), "kl": output.kl.item(),
+                       "temperature": s["temperature"], "kl_weight": s["kl_weight"],
+                       **validate(model, val_images)}
+                history.append(row)
+                write(f"step {step:6d}  loss {row['loss']:.4f}  kl {row['kl']:.3f}  "
+                      f"temp {row['temperature']:.3f}  val psnr {row['psnr']:.2f} dB  "
+                      f"codes {row['codes_used']}  perplexity {row['perplexity']:.0f}")
+            if step % train_config.checkpoint_every == 0 and step < train_config.steps:
+                save_state()
+    except KeyboardInterrupt:
+        save_state()
+        bar.close()
+        write(f"interrupted at step {step}: state saved to {state_path}; continue with --resume")
+        raise
+    bar.close()
+
+    summary = {"name": name, "path": str(final_path), "step": step, "seconds": round(elapsed, 1),
+               "finished": step >= train_config.steps, "history": history}
+    if not summary["finished"]:
+        save_state()
+        summary["path"] = str(state_path)
+        return summary
+    extra = {"command": command or f"python -m dalle_lessons train dvae --preset {preset_name} --seed {seed}",
+             "preset": preset_name, "seed": seed, "steps": step, "wall_seconds": round(elapsed, 1),
+             "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+                        f"({torch.get_num_threads()} threads)",
+             "load_average_at_end": _load_average(), "train_config": dataclasses.asdict(train_config),
+             "final": history[-1] if history else {}, "history": history}
+    checkpoints.save(model, model_config, final_path, extra=extra)
+    for leftover in (state_path, checkpoints.json_path(state_path)):
+        leftover.unlink(missing_ok=True)
+    return summary
