@@ -592,8 +592,10 @@ class ShapesDataset(torch.utils.data.Dataset):
         return self._images
 
     def _render_all(self) -> torch.Tensor:
-        return torch.from_numpy(np.stack([np.asarray(render(s, self.image_size)).transpose(2, 0, 1)
-                                          for s in self.scenes]))
+        # contiguous [N, 3, H, W]: a channels-last layout would make convolutions pick other kernels
+        # (and round differently) than for the same images loaded from the cache
+        return torch.from_numpy(np.ascontiguousarray(np.stack(
+            [np.asarray(render(s, self.image_size)).transpose(2, 0, 1) for s in self.scenes])))
 
     def _load_or_render_cache(self) -> torch.Tensor:
         name = f"shapes-{self.split}-{self.size}-{self.image_size}px-seed{self.seed}-obj{self.n_objects or 'any'}.npy"

@@ -158,3 +158,11 @@ def test_collate_batches_images_and_keeps_captions():
 def test_caption_corpus_is_deterministic():
     assert shapes.caption_corpus(50) == shapes.caption_corpus(50)
     assert len(set(shapes.caption_corpus(200))) > 150
+
+
+def test_rendered_and_cached_images_have_the_same_layout(tmp_path, monkeypatch):
+    """Same bytes *and* same memory layout, or a model trained on either would round differently."""
+    monkeypatch.setattr(shapes, "cache_dir", lambda: tmp_path)
+    rendered = ShapesDataset("train", 5, preset="tiny", cache=True).images_uint8()
+    loaded = ShapesDataset("train", 5, preset="tiny", cache=True).images_uint8()
+    assert torch.equal(rendered, loaded) and rendered.is_contiguous() and loaded.is_contiguous()
