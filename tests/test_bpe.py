@@ -10,6 +10,7 @@ from dalle_lessons import bpe
 from dalle_lessons.bpe import BPE
 from dalle_lessons.exercises.l02_tokenization import (check_apply_merges, check_decode,
                                                       check_most_frequent_pair, reference_bpe)
+from exercise_helpers import assert_fails, not_attempted
 
 MIXED = [
     "Hello World! It's DALL·E's turn: 12 circles, 3.5 squares, x², ½ and Ⅻ.",
@@ -183,16 +184,6 @@ def test_training_stops_when_every_word_is_one_token():
 
 # --- lesson 02's exercise checks ---------------------------------------------------------------------
 
-def not_attempted(*args):
-    raise NotImplementedError
-
-
-def assert_fails(check, fn, capsys, *phrases):
-    assert check(fn) is False
-    out = capsys.readouterr().out
-    assert "not yet" in out or "not attempted" in out, out
-    for phrase in phrases:
-        assert phrase in out, f"{phrase!r} missing from feedback: {out}"
 
 
 def test_most_frequent_pair_check(capsys):

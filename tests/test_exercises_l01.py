@@ -4,19 +4,9 @@ import pytest
 from dalle_lessons import shapes
 from dalle_lessons.exercises.l01_shapes import (_scenes_for_captions, check_caption_for, check_cell_of,
                                                 check_relation_of, reference_cell_of)
+from exercise_helpers import assert_fails, not_attempted
 
 
-def not_attempted(*args):
-    raise NotImplementedError
-
-
-def assert_fails(check, fn, capsys, *phrases):
-    assert check(fn) is False
-    out = capsys.readouterr().out
-    assert "not yet" in out or "not attempted" in out, out
-    for phrase in phrases:
-        assert phrase in out, f"{phrase!r} missing from feedback: {out}"
-    return out
 
 
 # --- exercise 1: relations ------------------------------------------------------------------------

@@ -6,19 +6,9 @@ import torch
 
 from dalle_lessons.attention import conv_mask
 from dalle_lessons.exercises.l05_attention import check_attention, check_column_mask, check_conv_mask_2d
+from exercise_helpers import assert_fails, not_attempted
 
 
-def not_attempted(*args):
-    raise NotImplementedError
-
-
-def assert_fails(check, fn, capsys, *phrases):
-    assert check(fn) is False
-    out = capsys.readouterr().out
-    assert "not yet" in out or "not attempted" in out, out
-    for phrase in phrases:
-        assert phrase in out, f"{phrase!r} missing from feedback: {out}"
-    return out
 
 
 def assert_passes(check, fn, capsys):
