@@ -58,13 +58,9 @@ def _train_dvae(args: argparse.Namespace) -> int:
         model_config = dataclasses.replace(model_config, likelihood=args.likelihood)
     changes = {"steps": args.steps, "train_images": args.train_images}
     train_config = DVAETrainConfig(**{k: v for k, v in changes.items() if v is not None})
-    command = f"python -m dalle_lessons train dvae --preset {args.preset} --seed {args.seed}"
-    for flag, value in (("--steps", args.steps), ("--quantizer", args.quantizer),
-                        ("--likelihood", args.likelihood), ("--train-images", args.train_images)):
-        command += f" {flag} {value}" if value is not None else ""
     try:
         summary = train_dvae(args.preset, seed=args.seed, out=args.out, train_config=train_config,
-                             model_config=model_config, resume=args.resume, command=command)
+                             model_config=model_config, resume=args.resume)
     except KeyboardInterrupt:
         print("interrupted: run the same command with --resume to continue", file=sys.stderr)
         return 130

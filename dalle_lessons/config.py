@@ -27,7 +27,7 @@ class DVAEConfig:
     object_weight: float = 4.0  # extra reconstruction weight on and around object pixels (0: plain mean)
     usage_weight: float = 0.0  # weight of the batch code-usage (entropy) term
     vq_beta: float = 0.25  # VQ commitment weight
-    log_b_min: float = -8.0  # logit-Laplace: floor on ln b, so confident pixels cannot take all the weight
+    log_b_min: float = -8.0  # logit-Laplace: floor on ln b, so confident pixels cannot take all the weight (-1.5 trains far better)
     ema_decay: float = 0.95  # decay of the moving averages of code use (and of the VQ codebook)
     dead_threshold: float = 0.01  # restart a code whose average use per batch falls below this (0: never)
 

@@ -2,10 +2,13 @@
 
 The encoder maps an image to logits over a codebook at every cell of a small grid; training
 samples a *relaxed* one-hot code with the Gumbel-softmax (temperature annealed from 1 to 1/16),
-the decoder turns the code embeddings back into pixels, and the loss is the paper's ELBO: a
-logit-Laplace reconstruction likelihood plus a KL term to a uniform prior whose weight is warmed up.
-`encode` takes the argmax (no noise), as in the paper; `decode` maps ids to pixels.
+the decoder turns the code embeddings back into pixels, and the loss is an ELBO: a reconstruction
+likelihood plus a KL term to a uniform prior whose weight is warmed up. `encode` takes the argmax
+(no noise), as in the paper; `decode` maps ids to pixels.
 
+Both of the paper's pieces are here (`logit_laplace_nll`, `kl_to_uniform`), plus what made a small
+dVAE train well in minutes on a CPU (see the config's fields): bounded cosine logits, restarts of
+dead codes, pixel weights toward objects, MSE, and a last phase on the exact argmax codes.
 A VQ-VAE quantizer (nearest codebook vector, straight-through gradient, commitment loss, EMA
 codebook) is a config option, so the two ways of making a latent discrete can be compared.
 """
@@ -260,7 +263,8 @@ class GumbelQuantizer(nn.Module):
         if threshold <= 0 or len(dead) == 0:
             return
         flat = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
-        pick = torch.randint(len(flat), (len(dead),), generator=generator).to(flat.device)
+        pick = torch.randint(len(flat), (len(dead),), generator=generator,
+                             device=generator.device if generator is not None else flat.device)
         self.codebook[dead] = flat[pick]
         self.embed.weight[dead] = self.embed.weight[ids.flatten()[pick]]
         if self.bias is not None:
@@ -308,7 +312,8 @@ class VectorQuantizer(nn.Module):
         dead = self.ema_count < self.config.dead_threshold
         if self.config.dead_threshold > 0 and dead.any():
             n_dead = int(dead.sum())
-            pick = torch.randint(len(flat), (n_dead,), generator=generator, device="cpu").to(flat.device)
+            pick = torch.randint(len(flat), (n_dead,), generator=generator,
+                                 device=generator.device if generator is not None else flat.device)
             self.codebook[dead] = flat[pick]
             self.ema_sum[dead] = flat[pick]
             self.ema_count[dead] = 1.0
@@ -455,3 +460,20 @@ def code_usage(ids: torch.Tensor, codebook_size: int) -> tuple[int, float]:
     p = counts / counts.sum()
     entropy = -(p[p > 0] * p[p > 0].log()).sum().item()
     return int((counts > 0).sum()), math.exp(entropy)
+
+
+def load_pretrained(name: str = "dvae-cpu") -> DiscreteVAE:
+    """The shipped dVAE from data/ (`dvae-cpu`, or `dvae-cpu-vq` for the VQ variant), in eval mode."""
+    from . import checkpoints
+    from .paths import data_dir
+
+    path = data_dir() / f"{name}.safetensors"
+    if not path.exists():
+        preset, _, variant = name.removeprefix("dvae-").partition("-")
+        flag = " --quantizer vq" if variant == "vq" else ""
+        raise FileNotFoundError(f"{path} is missing: restore it from git, or train it with "
+                                f"`python -m dalle_lessons train dvae --preset {preset}{flag}`")
+    model = checkpoints.load(path)
+    if not isinstance(model, DiscreteVAE):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a DiscreteVAE")
+    return model

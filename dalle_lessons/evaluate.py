@@ -128,11 +128,16 @@ def evaluate_dvae(checkpoint: str | None = None, n: int = 2000, preset: str = "c
     read back) and `caption_correct` (the item's caption claim holds), next to the judge's figure on
     the original renders for reference. Returns {"checkpoint", "config", "extra", "rows"}.
     """
+    from pathlib import Path
+
     from . import checkpoints
     from .dvae import code_usage, psnr
     from .paths import data_dir
 
     path = checkpoint or str(data_dir() / f"dvae-{preset}.safetensors")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no dVAE checkpoint at {path}: train one with "
+                                f"`python -m dalle_lessons train dvae --preset {preset}` or pass --checkpoint")
     model = checkpoints.load(path)
     meta = checkpoints.read_metadata(path)
     if model.config.image_size != ShapesDataset("test", 1, preset=preset, render_images=False).image_size:
@@ -164,5 +169,8 @@ def evaluate_dvae(checkpoint: str | None = None, n: int = 2000, preset: str = "c
     for key in ("scene_exact", "caption_correct", "scene_exact_originals"):
         total[key] = sum(r[key] * r["n"] for r in rows) / total["n"]
     rows.append(total)
-    return {"checkpoint": str(path), "config": meta["config"], "extra": {k: v for k, v in meta["extra"].items()
+    shown = Path(path).resolve()
+    if shown.is_relative_to(data_dir().parent):  # print data/dvae-cpu.safetensors, not a machine's path
+        shown = shown.relative_to(data_dir().parent)
+    return {"checkpoint": str(shown), "config": meta["config"], "extra": {k: v for k, v in meta["extra"].items()
                                                                          if k != "history"}, "rows": rows}

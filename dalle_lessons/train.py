@@ -14,6 +14,8 @@ import dataclasses
 import math
 import os
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,8 @@ from tqdm.auto import tqdm
 
 from . import checkpoints
 from .config import DVAEConfig, get_preset
-from .dvae import DiscreteVAE, code_usage, dvae_loss, kl_weight_at, psnr, temperature_at
+from .dvae import DiscreteVAE, DVAEOutput, code_usage, dvae_loss, kl_weight_at, psnr, temperature_at
+from .environment import pick_device
 from .paths import data_dir
 from .shapes import ShapesDataset
 
@@ -91,13 +94,14 @@ def validate(model: DiscreteVAE, images: torch.Tensor, batch_size: int = 250) ->
     """Deterministic figures on held-out images (argmax codes, as at inference): loss, PSNR, code usage."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     losses, recons, all_ids = [], [], []
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size].float() / 255
+        batch = images[start:start + batch_size].to(device).float() / 255
         out = model(batch, noise=False)
         losses.append(out.recon_loss.item() * len(batch))
-        recons.append(out.recon)
-        all_ids.append(out.ids)
+        recons.append(out.recon.cpu())
+        all_ids.append(out.ids.cpu())
     model.train(was_training)
     target = images.float() / 255
     used, perplexity = code_usage(torch.cat(all_ids), model.config.codebook_size)
@@ -105,9 +109,54 @@ def validate(model: DiscreteVAE, images: torch.Tensor, batch_size: int = 250) ->
             "codes_used": used, "perplexity": perplexity}
 
 
+class DeferInterrupt:
+    """Hold a Ctrl-C until the current step ends, so the state saved on interruption is a step boundary.
+
+    A second Ctrl-C interrupts at once. Only the main thread can catch signals; elsewhere this does nothing.
+    """
+
+    def __enter__(self) -> "DeferInterrupt":
+        self.requested, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        """Raise the held KeyboardInterrupt, if there is one (call between steps)."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def default_name(preset: str, config: DVAEConfig) -> str:
     """File name stem of a trained dVAE: dvae-cpu, or dvae-cpu-vq for the VQ variant."""
     return f"dvae-{preset}" + ("-vq" if config.quantizer == "vq" else "")
+
+
+def cli_command(preset: str, seed: int, model_config: DVAEConfig, train_config: DVAETrainConfig) -> str:
+    """The `python -m dalle_lessons train dvae ...` command that reproduces a run, when flags can express it."""
+    command = f"python -m dalle_lessons train dvae --preset {preset} --seed {seed}"
+    base_model, base_train = get_preset(preset).dvae, DVAETrainConfig()
+    for flag, field in (("--steps", "steps"), ("--train-images", "train_images")):
+        if getattr(train_config, field) != getattr(base_train, field):
+            command += f" {flag} {getattr(train_config, field)}"
+            base_train = dataclasses.replace(base_train, **{field: getattr(train_config, field)})
+    for flag, field in (("--quantizer", "quantizer"), ("--likelihood", "likelihood")):
+        if getattr(model_config, field) != getattr(base_model, field):
+            command += f" {flag} {getattr(model_config, field)}"
+            base_model = dataclasses.replace(base_model, **{field: getattr(model_config, field)})
+    if base_model != model_config or base_train != train_config:
+        return (f"dalle_lessons.train.train_dvae(preset={preset!r}, seed={seed}, ...) with the config and "
+                "train_config recorded in this file (not expressible as CLI flags)")
+    return command
 
 
 def _load_average() -> str:
@@ -121,12 +170,13 @@ def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
                train_config: DVAETrainConfig | None = None, model_config: DVAEConfig | None = None,
                resume: bool = False, stop_at: int | None = None, progress: bool = True,
                name: str | None = None, command: str | None = None,
-               log: Callable[[str], None] | None = None) -> dict:
+               log: Callable[[str], None] | None = None, device: str | None = None) -> dict:
     """Train a dVAE on Shapes and save it as `<out>/<name>.safetensors` (+ .json); returns a summary.
 
     `out` defaults to the course's data/ folder. The training state is saved every
     `checkpoint_every` steps (and on Ctrl-C) to `<name>.state.safetensors`; `resume=True` continues
     from it. `stop_at` ends the run early at that step, keeping the state (as an interruption would).
+    `device` defaults to a GPU when there is one; results are reproducible per device.
     """
     preset_name = get_preset(preset).name
     model_config = model_config or get_preset(preset).dvae
@@ -136,11 +186,12 @@ def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     final_path, state_path = out / f"{name}.safetensors", out / f"{name}.state.safetensors"
     write = log or tqdm.write
 
+    device = device or pick_device()
     torch.manual_seed(seed)  # the initial weights
-    model = DiscreteVAE(model_config)
+    model = DiscreteVAE(model_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
-    batch_rng = torch.Generator().manual_seed(seed)
-    noise_rng = torch.Generator().manual_seed(seed + 1)
+    batch_rng = torch.Generator().manual_seed(seed)  # on the CPU, where the images are
+    noise_rng = torch.Generator(device=device).manual_seed(seed + 1)  # Gumbel noise and restarts
     step, elapsed, history = 0, 0.0, []
     if resume:
         state = checkpoints.load_state(state_path)
@@ -175,40 +226,52 @@ def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     bar = tqdm(total=train_config.steps, initial=step, desc=name, disable=not progress, mininterval=1.0)
     model.train()
     started = time.perf_counter() - elapsed
+
+    def one_step() -> tuple[torch.Tensor, DVAEOutput, dict]:
+        s = schedules_at(step, train_config)
+        for group in optimizer.param_groups:
+            group["lr"] = s["lr"]
+        images = sample_batch(train_images, train_config.batch_size, batch_rng).to(device)
+        output = model(images, temperature=s["temperature"], hard=s["hard"], generator=noise_rng, noise=s["noise"])
+        loss = dvae_loss(output, model_config, s["kl_weight"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if train_config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+        optimizer.step()
+        return loss, output, s
+
+    at_boundary = True  # False while a step is half done: its state must not be saved
     try:
-        while step < last:
-            s = schedules_at(step, train_config)
-            for group in optimizer.param_groups:
-                group["lr"] = s["lr"]
-            images = sample_batch(train_images, train_config.batch_size, batch_rng)
-            output = model(images, temperature=s["temperature"], hard=s["hard"], generator=noise_rng,
-                           noise=s["noise"])
-            loss = dvae_loss(output, model_config, s["kl_weight"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if train_config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-            optimizer.step()
-            step += 1
-            elapsed = time.perf_counter() - started
-            bar.update(1)
-            if step % 25 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}", temp=f"{s['temperature']:.3f}", refresh=False)
-            if step % train_config.eval_every == 0 or step == train_config.steps:
-                row = {"step": step, "seconds": round(elapsed, 1), "loss": loss.item(),
-                       "recon": output.recon_loss.item(), "kl": output.kl.item(),
-                       "temperature": s["temperature"], "kl_weight": s["kl_weight"],
-                       **validate(model, val_images)}
-                history.append(row)
-                write(f"step {step:6d}  loss {row['loss']:.4f}  kl {row['kl']:.3f}  "
-                      f"temp {row['temperature']:.3f}  val psnr {row['psnr']:.2f} dB  "
-                      f"codes {row['codes_used']}  perplexity {row['perplexity']:.0f}")
-            if step % train_config.checkpoint_every == 0 and step < train_config.steps:
-                save_state()
+        with DeferInterrupt() as guard:
+            while step < last:
+                at_boundary = False
+                loss, output, s = one_step()
+                step += 1
+                at_boundary = True
+                elapsed = time.perf_counter() - started
+                bar.update(1)
+                if step % 25 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.4f}", temp=f"{s['temperature']:.3f}", refresh=False)
+                if step % train_config.eval_every == 0 or step == train_config.steps:
+                    row = {"step": step, "seconds": round(elapsed, 1), "loss": loss.item(),
+                           "recon": output.recon_loss.item(), "kl": output.kl.item(),
+                           "temperature": s["temperature"], "kl_weight": s["kl_weight"],
+                           **validate(model, val_images)}
+                    history.append(row)
+                    write(f"step {step:6d}  loss {row['loss']:.4f}  kl {row['kl']:.3f}  "
+                          f"temp {row['temperature']:.3f}  val psnr {row['psnr']:.2f} dB  "
+                          f"codes {row['codes_used']}  perplexity {row['perplexity']:.0f}")
+                if step % train_config.checkpoint_every == 0 and step < train_config.steps:
+                    save_state()
+                guard.check()
     except KeyboardInterrupt:
-        save_state()
         bar.close()
-        write(f"interrupted at step {step}: state saved to {state_path}; continue with --resume")
+        if at_boundary:
+            save_state()
+            write(f"interrupted at step {step}: state saved to {state_path}; continue with --resume")
+        else:
+            write(f"interrupted in the middle of a step: {state_path} keeps the last periodic state")
         raise
     bar.close()
 
@@ -218,13 +281,13 @@ def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
         save_state()
         summary["path"] = str(state_path)
         return summary
-    extra = {"command": command or f"python -m dalle_lessons train dvae --preset {preset_name} --seed {seed}",
+    extra = {"command": command or cli_command(preset_name, seed, model_config, train_config),
              "preset": preset_name, "seed": seed, "steps": step, "wall_seconds": round(elapsed, 1),
              "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-                        f"({torch.get_num_threads()} threads)",
+                        f"({torch.get_num_threads()} threads), device {device}",
              "load_average_at_end": _load_average(), "train_config": dataclasses.asdict(train_config),
              "final": history[-1] if history else {}, "history": history}
-    checkpoints.save(model, model_config, final_path, extra=extra)
+    checkpoints.save(model.cpu(), model_config, final_path, extra=extra)
     for leftover in (state_path, checkpoints.json_path(state_path)):
         leftover.unlink(missing_ok=True)
     return summary

@@ -112,3 +112,15 @@ def test_training_state_round_trip_keeps_optimizer_step_and_generators(tmp_path)
         assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["step"], b["step"])
     with pytest.raises(TypeError, match="without pickle"):
         checkpoints.save_state(tmp_path / "bad.safetensors", {"thing": object()})
+
+
+def test_the_shipped_dvae_loads_and_reconstructs_a_scene():
+    from dalle_lessons.dvae import load_pretrained, psnr
+    from dalle_lessons.shapes import ShapesDataset
+    model = load_pretrained("dvae-cpu")
+    assert model.config.codebook_size == 512 and model.config.quantizer == "gumbel"
+    x = ShapesDataset("test", 4, preset="cpu", n_objects=1, cache=True).images_uint8().float() / 255
+    ids = model.encode(x)
+    assert ids.shape == (4, 8, 8) and psnr(model.decode(ids), x) > 28
+    with pytest.raises(FileNotFoundError, match="train dvae --preset colab --quantizer vq"):
+        load_pretrained("dvae-colab-vq")

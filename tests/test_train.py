@@ -62,6 +62,31 @@ def test_ctrl_c_saves_the_state_and_resume_continues_exactly(tmp_path):
     assert_same_weights(full["path"], rest["path"])
 
 
+
+def test_ctrl_c_in_the_middle_of_a_step_stops_at_the_step_boundary(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from dalle_lessons import train
+    full = run(tmp_path / "full")
+    calls = {"n": 0}
+    real_sample_batch = train.sample_batch
+
+    def sample_then_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives while step 5 is under way
+        return real_sample_batch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "sample_batch", sample_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "split")
+    assert checkpoints.load_state(tmp_path / "split" / "dvae-tiny.state.safetensors")["step"] == 5
+    monkeypatch.setattr(train, "sample_batch", real_sample_batch)
+    rest = run(tmp_path / "split", resume=True)
+    assert_same_weights(full["path"], rest["path"])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
+
 def test_vq_resume_is_exact_too(tmp_path):
     from dalle_lessons.config import get_preset
     import dataclasses
@@ -120,3 +145,21 @@ def test_cli_trains_and_evaluates_a_tiny_dvae(tmp_path, capsys):
 def test_cli_resume_without_state_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "dvae", "--preset", "tiny", "--steps", "4", "--out", str(tmp_path), "--resume"]) == 2
     assert "no training state" in capsys.readouterr().err
+
+
+def test_cli_evaluate_without_a_checkpoint_says_how_to_train_one(tmp_path, capsys):
+    assert main(["evaluate", "dvae", "--preset", "tiny", "--checkpoint", str(tmp_path / "none.safetensors")]) == 2
+    assert "python -m dalle_lessons train dvae --preset tiny" in capsys.readouterr().err
+
+
+def test_recorded_command_reproduces_the_run_or_says_it_cannot():
+    import dataclasses
+    from dalle_lessons.config import get_preset
+    from dalle_lessons.train import cli_command
+    cpu = get_preset("cpu").dvae
+    assert cli_command("cpu", 0, cpu, DVAETrainConfig()) == "python -m dalle_lessons train dvae --preset cpu --seed 0"
+    vq = dataclasses.replace(cpu, quantizer="vq")
+    assert cli_command("cpu", 3, vq, DVAETrainConfig(steps=10)) == (
+        "python -m dalle_lessons train dvae --preset cpu --seed 3 --steps 10 --quantizer vq")
+    custom = cli_command("cpu", 0, dataclasses.replace(cpu, logit_scale=10.0), DVAETrainConfig())
+    assert custom.startswith("dalle_lessons.train.train_dvae(") and "not expressible" in custom
