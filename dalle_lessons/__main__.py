@@ -4,6 +4,7 @@
     python -m dalle_lessons data splits                 # (re)write data/splits.json
     python -m dalle_lessons train tokenizer --preset cpu
     python -m dalle_lessons train dvae --preset cpu [--steps N] [--seed S] [--out DIR] [--resume]
+    python -m dalle_lessons train dalle --preset cpu [--steps N] [--seed S] [--out DIR] [--resume]
     python -m dalle_lessons evaluate judge [--json]
     python -m dalle_lessons evaluate dvae [--checkpoint PATH] [--json]
 """
@@ -44,6 +45,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.what == "dvae":
         return _train_dvae(args)
+    if args.what == "dalle":
+        return _train_dalle(args)
     raise SystemExit(f"unknown training target {args.what!r}")
 
 
@@ -67,6 +70,23 @@ def _train_dvae(args: argparse.Namespace) -> int:
     final = summary["history"][-1] if summary["history"] else {}
     print(f"wrote {summary['path']} after {summary['step']} steps in {summary['seconds']:.0f} s"
           + (f" (val PSNR {final['psnr']:.2f} dB, {final['codes_used']} codes used)" if final else ""))
+    return 0
+
+
+def _train_dalle(args: argparse.Namespace) -> int:
+    from .train_dalle import DalleTrainConfig, train_dalle
+    changes = {"steps": args.steps}
+    train_config = DalleTrainConfig(**{k: v for k, v in changes.items() if v is not None})
+    try:
+        summary = train_dalle(args.preset, seed=args.seed, out=args.out, train_config=train_config,
+                              resume=args.resume)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    final = summary["history"][-1] if summary["history"] else {}
+    print(f"wrote {summary['path']} after {summary['step']} steps in {summary['seconds']:.0f} s"
+          + (f" (val text loss {final['val_text_loss']:.3f}, image loss {final['val_image_loss']:.3f})"
+             if final else ""))
     return 0
 
 
@@ -124,12 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=cmd_data)
 
     train = sub.add_parser("train", help="train a component and save it in data/")
-    train.add_argument("what", choices=["tokenizer", "dvae"])
+    train.add_argument("what", choices=["tokenizer", "dvae", "dalle"])
     train.add_argument("--preset", default="cpu")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--steps", type=int, default=None, help="dvae: training steps (default: the preset's recipe)")
-    train.add_argument("--out", default=None, help="dvae: output folder (default: the course's data/)")
-    train.add_argument("--resume", action="store_true", help="dvae: continue an interrupted run in --out")
+    train.add_argument("--steps", type=int, default=None, help="dvae, dalle: training steps (default: the recipe's)")
+    train.add_argument("--out", default=None, help="dvae, dalle: output folder (default: the course's data/)")
+    train.add_argument("--resume", action="store_true", help="dvae, dalle: continue an interrupted run in --out")
     train.add_argument("--quantizer", choices=["gumbel", "vq"], default=None,
                        help="dvae: 'gumbel' (DALL·E, default) or 'vq' (VQ-VAE); vq saves as dvae-PRESET-vq")
     train.add_argument("--likelihood", choices=["logit_laplace", "mse"], default=None,

@@ -77,7 +77,8 @@ class Preset:
 
 
 def _preset(name: str, image_size: int, grid: int, codebook: int, text_len: int, text_vocab: int,
-            d_model: int, n_layers: int, n_heads: int, hidden: int, description: str) -> Preset:
+            d_model: int, n_layers: int, n_heads: int, hidden: int, description: str,
+            attention_pattern: str = "full", caption_dropout: float = 0.1) -> Preset:
     return Preset(
         name=name,
         image_size=image_size,
@@ -85,7 +86,8 @@ def _preset(name: str, image_size: int, grid: int, codebook: int, text_len: int,
                         hidden=hidden, embed_dim=hidden),
         transformer=TransformerConfig(text_seq_len=text_len, text_vocab_size=text_vocab,
                                       image_vocab_size=codebook, image_grid=grid, d_model=d_model,
-                                      n_layers=n_layers, n_heads=n_heads),
+                                      n_layers=n_layers, n_heads=n_heads,
+                                      attention_pattern=attention_pattern, caption_dropout=caption_dropout),
         description=description,
     )
 
@@ -99,7 +101,7 @@ PRESETS: dict[str, Preset] = {
                      "a GPU: 64x64 images, 16x16 = 256 image tokens"),
     "paper": _preset("paper", 256, 32, 8192, 256, 16384, 3968, 64, 62, 256,
                      "Ramesh et al. 2021: 256x256 images, 32x32 = 1024 tokens, 12B parameters; "
-                     "meta device only"),
+                     "meta device only", attention_pattern="paper", caption_dropout=0.0),
 }
 
 

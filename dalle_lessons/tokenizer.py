@@ -142,6 +142,10 @@ class CaptionTokenizer:
                              "CaptionTokenizer.save: retrain it with `python -m dalle_lessons train tokenizer`")
         return cls(tok, text_seq_len=tok.padding["length"])
 
+    def with_text_seq_len(self, text_seq_len: int) -> CaptionTokenizer:
+        """The same merges, padding/truncating to another length (e.g. the `tiny` preset's 16)."""
+        return CaptionTokenizer(Tokenizer.from_str(self._tok.to_str()), text_seq_len, self.dropout_rate)
+
     # -- encoding -----------------------------------------------------------------------------
 
     @property

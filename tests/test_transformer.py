@@ -23,6 +23,8 @@ def one_thread():
 
 
 def make(pattern: str = "full", seed: int = 0, **changes) -> DalleTransformer:
+    """A tiny model; caption dropout off unless asked for, so train-mode passes are repeatable."""
+    changes.setdefault("caption_dropout", 0.0)
     config = replace(TINY, attention_pattern=pattern, conv_kernel=3, **changes)
     return DalleTransformer(config, generator=torch.Generator().manual_seed(seed)).eval()
 

@@ -1,0 +1,280 @@
+"""Training the DALL·E transformer on (caption, image tokens) pairs.
+
+    python -m dalle_lessons train dalle --preset cpu --seed 0     # writes data/dalle-cpu.safetensors
+    python -m dalle_lessons train dalle --preset tiny --steps 100 --out /tmp/run
+    python -m dalle_lessons train dalle --preset cpu --resume      # continue an interrupted run
+
+The images are turned into tokens once, by the shipped dVAE, and cached in data/cache/ with the
+tokenized captions: the dVAE is frozen while the transformer trains (the paper's stage 2), so there
+is no reason to run its encoder again every epoch. AdamW with a linear warm-up and a cosine decay;
+validation reports the text and image losses separately and the teacher-forced accuracy of the
+image tokens. Every random draw goes through a seeded generator and the training state is saved
+periodically (and on Ctrl-C), so `--resume` continues exactly as an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoints
+from .config import TransformerConfig, get_preset
+from .environment import pick_device
+from .paths import cache_dir, data_dir
+from .shapes import ShapesDataset, caption_scene
+from .train import DeferInterrupt, _load_average, lr_at
+from .transformer import DalleTransformer
+
+
+@dataclass(frozen=True)
+class DalleTrainConfig:
+    """How the transformer is trained. `lr` follows a warm-up then a cosine decay to lr * lr_final."""
+
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_warmup: int = 100
+    lr_final: float = 0.1
+    weight_decay: float = 0.05  # AdamW, on matrices only (not on embeddings, biases or LayerNorms)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    train_items: int = 60_000  # training scenes (one- and two-object mixed)
+    captions_per_item: int = 2  # independent captions per scene: more ways of saying the same thing
+    val_items: int = 1000
+    eval_every: int = 250
+    checkpoint_every: int = 250
+
+
+@dataclass
+class TokenData:
+    """A tokenized split: captions [n, T] and image tokens [n, N], both int64."""
+
+    text: torch.Tensor
+    image: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def token_data(split: str, n_items: int, preset: str = "cpu", captions_per_item: int = 1, seed: int = 0,
+               dvae_path: str | Path | None = None, tokenizer_path: str | Path | None = None,
+               cache: bool = True) -> TokenData:
+    """The first `n_items` scenes of a split as (caption ids, image token ids), cached in data/cache/.
+
+    Each scene appears `captions_per_item` times, with independently drawn captions (the first is
+    the dataset's own caption). The cache file name carries digests of the dVAE and tokenizer
+    files, so retraining either one can never silently reuse stale tokens.
+    """
+    from .tokenizer import CaptionTokenizer
+
+    preset = get_preset(preset).name
+    dvae_path = Path(dvae_path) if dvae_path is not None else data_dir() / f"dvae-{preset}.safetensors"
+    tokenizer_path = Path(tokenizer_path) if tokenizer_path is not None else data_dir() / "tokenizer.json"
+    for path, how in ((dvae_path, f"python -m dalle_lessons train dvae --preset {preset}"),
+                      (tokenizer_path, f"python -m dalle_lessons train tokenizer --preset {preset}")):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: restore it from git or rebuild it with `{how}`")
+    key = (f"dalle-tokens-{split}-{n_items}x{captions_per_item}-{preset}-seed{seed}-"
+           f"dvae{_file_digest(dvae_path)}-tok{_file_digest(tokenizer_path)}.npz")
+    path = cache_dir() / key if cache else None
+    if path is not None and path.exists():
+        arrays = np.load(path)
+        return TokenData(torch.from_numpy(arrays["text"]).long(), torch.from_numpy(arrays["image"]).long())
+
+    dataset = ShapesDataset(split, n_items, preset=preset, seed=seed, cache=cache)
+    dvae = checkpoints.load(dvae_path)
+    images = dataset.images_uint8()
+    with torch.no_grad():
+        ids = torch.cat([dvae.encode(images[i:i + 500].float() / 255) for i in range(0, len(images), 500)])
+    ids = ids.flatten(1)
+    tokenizer = CaptionTokenizer.load(tokenizer_path).with_text_seq_len(get_preset(preset).transformer.text_seq_len)
+    texts, rows = [], []
+    for k in range(captions_per_item):
+        for i in range(n_items):
+            if k == 0:
+                texts.append(dataset.item_caption(i))
+            else:
+                rng = random.Random(f"caption/{seed}/{split}/{i}/{k}")
+                texts.append(caption_scene(dataset.scenes[i], rng)[0])
+            rows.append(i)
+    text = tokenizer.encode_batch(texts, on_overflow="warn")  # only `tiny` (16 positions) ever truncates
+    data = TokenData(text.long(), ids[torch.tensor(rows)].long())
+    if path is not None:
+        tmp = path.with_suffix(".tmp.npz")
+        with open(tmp, "wb") as f:
+            np.savez(f, text=data.text.to(torch.int16).numpy(), image=data.image.to(torch.int16).numpy())
+        tmp.replace(path)
+    return data
+
+
+@torch.no_grad()
+def validate(model: DalleTransformer, data: TokenData, batch_size: int = 250) -> dict[str, float]:
+    """Teacher-forced figures on held-out pairs: text and image cross-entropy, image-token accuracy."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    text_loss = image_loss = correct = 0.0
+    for start in range(0, len(data), batch_size):
+        text = data.text[start:start + batch_size].to(device)
+        image = data.image[start:start + batch_size].to(device)
+        out = model(text, image)
+        text_loss += out.text_loss.item() * len(text)
+        image_loss += out.image_loss.item() * len(text)
+        correct += (out.image_logits.argmax(-1) == image).float().mean().item() * len(text)
+    model.train(was_training)
+    n = len(data)
+    return {"val_text_loss": text_loss / n, "val_image_loss": image_loss / n, "val_image_accuracy": correct / n}
+
+
+def make_optimizer(model: DalleTransformer, config: DalleTrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the weight matrices only (the usual GPT recipe)."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n and "pos" not in n]
+    keep = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n and "pos" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": keep, "weight_decay": 0.0}], lr=config.lr, betas=config.betas)
+
+
+def cli_command(preset: str, seed: int, train_config: DalleTrainConfig) -> str:
+    command = f"python -m dalle_lessons train dalle --preset {preset} --seed {seed}"
+    if train_config.steps != DalleTrainConfig().steps:
+        command += f" --steps {train_config.steps}"
+    if dataclasses.replace(train_config, steps=DalleTrainConfig().steps) != DalleTrainConfig():
+        return (f"dalle_lessons.train_dalle.train_dalle(preset={preset!r}, seed={seed}, ...) with the "
+                "train_config recorded in this file")
+    return command
+
+
+def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = None,
+                train_config: DalleTrainConfig | None = None, model_config: TransformerConfig | None = None,
+                resume: bool = False, stop_at: int | None = None, progress: bool = True,
+                name: str | None = None, log: Callable[[str], None] | None = None,
+                device: str | None = None, dvae_path: str | Path | None = None) -> dict:
+    """Train the transformer on Shapes tokens; save `<out>/<name>.safetensors` (+ .json). Returns a summary.
+
+    `out` defaults to data/ and `name` to dalle-PRESET. The state is saved every `checkpoint_every`
+    steps and on Ctrl-C to `<name>.state.safetensors`; `resume=True` continues from it; `stop_at`
+    ends early at that step and keeps the state.
+    """
+    preset_name = get_preset(preset).name
+    model_config = model_config or get_preset(preset).transformer
+    train_config = train_config or DalleTrainConfig()
+    out = Path(out) if out is not None else data_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    name = name or f"dalle-{preset_name}"
+    final_path, state_path = out / f"{name}.safetensors", out / f"{name}.state.safetensors"
+    write = log or tqdm.write
+    device = device or pick_device()
+
+    train = token_data("train", train_config.train_items, preset_name, train_config.captions_per_item,
+                       dvae_path=dvae_path)
+    val = token_data("val", train_config.val_items, preset_name, 1, dvae_path=dvae_path)
+
+    model = DalleTransformer(model_config, generator=torch.Generator().manual_seed(seed)).to(device)
+    optimizer = make_optimizer(model, train_config)
+    batch_rng = torch.Generator().manual_seed(seed + 1)  # which pairs go in each batch
+    dropout_rng = torch.Generator(device=device).manual_seed(seed + 2)  # caption dropout
+    step, elapsed, history = 0, 0.0, []
+    if resume:
+        state = checkpoints.load_state(state_path)
+        saved = DalleTrainConfig(**{**state["train_config"], "betas": tuple(state["train_config"]["betas"])})
+        if saved != train_config or state["seed"] != seed:
+            changed = [f.name for f in dataclasses.fields(saved)
+                       if getattr(saved, f.name) != getattr(train_config, f.name)]
+            raise ValueError(f"cannot resume {state_path}: it was started with seed {state['seed']} and "
+                             f"different settings ({', '.join(changed) or 'seed'}); rerun with the same "
+                             "--steps/--seed, or start afresh without --resume")
+        problems = checkpoints.config_mismatches(state["model_config"], model_config)
+        if problems:
+            raise ValueError(f"cannot resume {state_path}: model config differs ({'; '.join(problems)})")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        batch_rng.set_state(state["batch_rng"])
+        dropout_rng.set_state(state["dropout_rng"])
+        step, elapsed, history = state["step"], state["elapsed"], state["history"]
+        write(f"resumed {state_path} at step {step}")
+
+    def save_state() -> None:
+        checkpoints.save_state(state_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "batch_rng": batch_rng.get_state(), "dropout_rng": dropout_rng.get_state(), "seed": seed,
+            "elapsed": elapsed, "history": history, "train_config": dataclasses.asdict(train_config),
+            "model_config": dataclasses.asdict(model_config)})
+
+    def one_step() -> torch.Tensor:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, train_config)
+        index = torch.randint(len(train), (train_config.batch_size,), generator=batch_rng)
+        output = model(train.text[index].to(device), train.image[index].to(device), generator=dropout_rng)
+        optimizer.zero_grad(set_to_none=True)
+        output.loss.backward()
+        if train_config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+        optimizer.step()
+        return output.loss
+
+    last = min(train_config.steps, stop_at if stop_at is not None else train_config.steps)
+    bar = tqdm(total=train_config.steps, initial=step, desc=name, disable=not progress, mininterval=1.0)
+    model.train()
+    started = time.perf_counter() - elapsed
+    at_boundary = True  # False while a step is half done: its state must not be saved
+    try:
+        with DeferInterrupt() as guard:
+            while step < last:
+                at_boundary = False
+                loss = one_step()
+                step += 1
+                at_boundary = True
+                elapsed = time.perf_counter() - started
+                bar.update(1)
+                if step % 25 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                if step % train_config.eval_every == 0 or step == train_config.steps:
+                    row = {"step": step, "seconds": round(elapsed, 1), "loss": loss.item(),
+                           "lr": lr_at(step - 1, train_config), **validate(model, val)}
+                    history.append(row)
+                    write(f"step {step:6d}  loss {row['loss']:.3f}  val text {row['val_text_loss']:.3f}  "
+                          f"val image {row['val_image_loss']:.3f}  image acc {row['val_image_accuracy']:.3f}")
+                if step % train_config.checkpoint_every == 0 and step < train_config.steps:
+                    save_state()
+                guard.check()
+    except KeyboardInterrupt:
+        bar.close()
+        if at_boundary:
+            save_state()
+            write(f"interrupted at step {step}: state saved to {state_path}; continue with --resume")
+        else:
+            write(f"interrupted in the middle of a step: {state_path} keeps the last periodic state")
+        raise
+    bar.close()
+
+    summary = {"path": str(final_path), "step": step, "seconds": elapsed, "history": history,
+               "finished": step >= train_config.steps}
+    if not summary["finished"]:
+        save_state()
+        summary["path"] = str(state_path)
+        return summary
+    extra = {"command": cli_command(preset_name, seed, train_config), "preset": preset_name, "seed": seed,
+             "steps": step, "wall_seconds": round(elapsed, 1),
+             "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+                        f"({torch.get_num_threads()} threads), device {device}",
+             "load_average_at_end": _load_average(), "train_config": dataclasses.asdict(train_config),
+             "dvae": str(Path(dvae_path).name if dvae_path else f"dvae-{preset_name}.safetensors"),
+             "final": history[-1] if history else {}, "history": history}
+    checkpoints.save(model.cpu(), model_config, final_path, extra=extra)
+    for leftover in (state_path, checkpoints.json_path(state_path)):
+        leftover.unlink(missing_ok=True)
+    return summary
