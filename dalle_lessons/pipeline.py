@@ -1,0 +1,391 @@
+"""Text to image in one object: `TextToImage` = tokenizer + transformer + dVAE.
+
+    pipe = TextToImage.from_pretrained()          # the shipped `cpu` model in data/
+    images = pipe.generate("a small red circle above a blue square", n=4, seed=0, size="256x256")
+
+The prompt becomes caption ids (tokenizer), the transformer samples image tokens one at a time
+(`sampling.generate_image_tokens`, with the KV cache), and the dVAE decodes them to pixels. The same
+seed gives the same images; `seed=None` draws fresh randomness. `save_pretrained(dir)` writes the
+three parts into one folder that `from_pretrained(dir)` reads back.
+"""
+from __future__ import annotations
+
+import json
+import numbers
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import checkpoints
+from .dvae import DiscreteVAE
+from .environment import pick_device
+from .paths import data_dir
+from .sampling import generate_image_tokens, iter_image_tokens
+from .tokenizer import CaptionTokenizer
+from .transformer import DalleTransformer
+
+#: The sampling settings `generate` uses unless told otherwise. Provisional (plain sampling at
+#: temperature 1): to be tuned once `python -m dalle_lessons evaluate generation` has measured them.
+DEFAULT_SAMPLING: dict = {"temperature": 1.0, "top_k": None, "top_p": None, "guidance_scale": 1.0}
+
+#: Output sizes on offer: the native resolution upsampled by a whole factor (see `TextToImage.sizes`).
+SIZES = ("32x32", "64x64", "128x128", "256x256", "512x512")
+RESAMPLING = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+              "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
+MAX_IMAGES_PER_PROMPT = 64  # a grid of 64 is already more than a person looks at; ask again with another seed
+MAX_BATCH = 64  # rows sampled together; more are sampled in chunks of this many (memory stays bounded)
+
+FORMAT = "dalle_lessons-pipeline-v1"
+PARTS = {"tokenizer": "tokenizer.json", "dvae": "dvae.safetensors", "transformer": "transformer.safetensors"}
+SHIPPED = {  # the default pipeline's files in data/, and the command that writes each one
+    "tokenizer": ("tokenizer.json", "python -m dalle_lessons train tokenizer --preset cpu"),
+    "dvae": ("dvae-cpu.safetensors", "python -m dalle_lessons train dvae --preset cpu --seed 0"),
+    "transformer": ("dalle-cpu.safetensors", "python -m dalle_lessons train dalle --preset cpu --seed 0"),
+}
+
+
+def part_mismatches(tokenizer: CaptionTokenizer, dvae: DiscreteVAE, transformer: DalleTransformer) -> list[str]:
+    """What keeps three parts from working together (empty when they fit)."""
+    d, t = dvae.config, transformer.config
+    problems = []
+    if d.codebook_size != t.image_vocab_size:
+        problems.append(f"the dVAE has {d.codebook_size} codes but the transformer predicts "
+                        f"{t.image_vocab_size} image tokens")
+    if d.grid_size != t.image_grid:
+        problems.append(f"the dVAE's token grid is {d.grid_size}x{d.grid_size} but the transformer "
+                        f"samples {t.image_grid}x{t.image_grid}")
+    if tokenizer.vocab_size > t.text_vocab_size:
+        problems.append(f"the tokenizer has {tokenizer.vocab_size} text tokens but the transformer "
+                        f"reads only {t.text_vocab_size}")
+    if tokenizer.text_seq_len != t.text_seq_len:
+        problems.append(f"the tokenizer pads captions to {tokenizer.text_seq_len} tokens but the "
+                        f"transformer reads {t.text_seq_len} (a tokenizer for it: "
+                        f"CaptionTokenizer(..., text_seq_len={t.text_seq_len}))")
+    if tokenizer.pad_id != t.pad_id:
+        problems.append(f"the tokenizer pads with id {tokenizer.pad_id} but the transformer's pad_id is {t.pad_id}")
+    return problems
+
+
+def sampling_settings(overrides: dict) -> dict:
+    """DEFAULT_SAMPLING with `overrides` applied; an unknown name is an error that lists the known ones."""
+    unknown = sorted(set(overrides) - set(DEFAULT_SAMPLING))
+    if unknown:
+        raise TypeError(f"unknown sampling setting(s) {', '.join(unknown)}: choose from "
+                        f"{', '.join(DEFAULT_SAMPLING)}")
+    return {**DEFAULT_SAMPLING, **overrides}
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _check_count(n: int) -> int:
+    """n images per prompt, as an int: at least 1, at most MAX_IMAGES_PER_PROMPT."""
+    if not _is_int(n):
+        raise TypeError(f"n must be an int (images per prompt), got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n={n}: ask for at least 1 image per prompt")
+    if n > MAX_IMAGES_PER_PROMPT:
+        raise ValueError(f"n={n} images per prompt is too many: the most is {MAX_IMAGES_PER_PROMPT}; "
+                         "for more, call again with another seed")
+    return int(n)
+
+
+def _check_file(path: Path, what: str, fix: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing (the {what}): {fix}")
+    return path
+
+
+def _load_model(path: Path, kind: type, device: str) -> tuple[torch.nn.Module, dict]:
+    """A checkpoint of class `kind`, on `device`, and the free-form metadata saved with it."""
+    model = checkpoints.load(path, map_location=device)
+    if not isinstance(model, kind):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a {kind.__name__}: "
+                         "check which file goes where")
+    return model, checkpoints.read_metadata(path).get("extra", {})
+
+
+class TextToImage:
+    """Prompt in, images out: a CaptionTokenizer, a DiscreteVAE and a DalleTransformer that fit together."""
+
+    def __init__(self, tokenizer: CaptionTokenizer, dvae: DiscreteVAE, transformer: DalleTransformer,
+                 provenance: dict | None = None):
+        problems = part_mismatches(tokenizer, dvae, transformer)
+        if problems:
+            raise ValueError("the pipeline's parts do not fit together:\n  - " + "\n  - ".join(problems)
+                             + "\nFix: use a tokenizer, dVAE and transformer made for the same preset "
+                               "(train each with the same --preset).")
+        self.tokenizer, self.dvae, self.transformer = tokenizer, dvae.eval(), transformer.eval()
+        self.dvae.to(self.device)
+        self.provenance = provenance or {}  # what each checkpoint recorded about its training
+
+    # --- loading and saving --------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | None = None) -> TextToImage:
+        """Load the shipped `cpu` pipeline from data/ (path None) or a folder written by `save_pretrained`.
+
+        `device` defaults to the GPU when there is one, else the CPU.
+        """
+        device = device or pick_device()
+        if path is None:
+            return cls._from_data_dir(device)
+        folder = Path(path)
+        if not folder.exists():
+            raise FileNotFoundError(f"no pipeline at {folder}: save one there with "
+                                    "TextToImage.save_pretrained(path), or call from_pretrained() "
+                                    "without a path for the shipped cpu model")
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is a file; from_pretrained expects the folder written by "
+                             "save_pretrained (or no path at all, for the shipped cpu model)")
+        index = _check_file(folder / "pipeline.json", "pipeline index",
+                            "this folder was not written by TextToImage.save_pretrained (or the save "
+                            "was interrupted): save the pipeline there again")
+        meta = json.loads(index.read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{index} is not a {FORMAT} file (format {meta.get('format')!r}): "
+                             "save the pipeline again with this version's save_pretrained")
+        again = "the save is incomplete: save the pipeline there again with save_pretrained"
+        files = {part: _check_file(folder / meta.get(part, name), part, again) for part, name in PARTS.items()}
+        return cls._from_files(files, device)
+
+    @classmethod
+    def _from_data_dir(cls, device: str) -> TextToImage:
+        """The course's shipped parts: data/tokenizer.json, dvae-cpu and dalle-cpu."""
+        folder = data_dir()
+        files = {part: _check_file(folder / name, part, f"restore it from git, or create it with `{command}`")
+                 for part, (name, command) in SHIPPED.items()}
+        return cls._from_files(files, device)
+
+    @classmethod
+    def _from_files(cls, files: dict[str, Path], device: str) -> TextToImage:
+        tokenizer = CaptionTokenizer.load(files["tokenizer"])
+        dvae, dvae_extra = _load_model(files["dvae"], DiscreteVAE, device)
+        transformer, transformer_extra = _load_model(files["transformer"], DalleTransformer, device)
+        return cls(tokenizer, dvae, transformer, {"dvae": dvae_extra, "transformer": transformer_extra})
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write pipeline.json, tokenizer.json, dvae.* and transformer.* (safetensors + JSON) into `path`."""
+        folder = Path(path)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder} is a file: save_pretrained writes a folder, give it a folder path")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(folder / PARTS["tokenizer"])
+        checkpoints.save(self.dvae, self.dvae.config, folder / PARTS["dvae"], extra=self.provenance.get("dvae"))
+        checkpoints.save(self.transformer, self.transformer.config, folder / PARTS["transformer"],
+                         extra=self.provenance.get("transformer"))
+        index = {"format": FORMAT, **PARTS, "image_size": self.native_size,
+                 "image_tokens": self.transformer.config.image_seq_len}
+        tmp = folder / f".pipeline.json.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(index, indent=1) + "\n")
+        os.replace(tmp, folder / "pipeline.json")  # written last: its presence marks a complete save
+        return folder
+
+    def to(self, device: str | torch.device) -> TextToImage:
+        self.dvae.to(device)
+        self.transformer.to(device)
+        return self
+
+    # --- sizes -----------------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.image_head.weight.device
+
+    @property
+    def native_size(self) -> int:
+        """Pixels per side of the images the dVAE draws (32 for the `cpu` model)."""
+        return self.dvae.config.image_size
+
+    @property
+    def grid(self) -> int:
+        """Image tokens per side (8 for the `cpu` model)."""
+        return self.dvae.config.grid_size
+
+    def sizes(self) -> list[str]:
+        """The sizes `generate` accepts: the native one and every size in SIZES that is a whole multiple of it."""
+        native = self.native_size
+        sides = {native} | {int(s.split("x")[0]) for s in SIZES if int(s.split("x")[0]) % native == 0}
+        return [f"{side}x{side}" for side in sorted(sides)]
+
+    def _output_side(self, size: str | None) -> int:
+        if size is None:
+            return self.native_size
+        if size not in self.sizes():
+            raise ValueError(f"unknown size {size!r}: choose one of {', '.join(self.sizes())} (the model draws "
+                             f"{self.native_size}x{self.native_size}; larger sizes are upsampled)")
+        return int(size.split("x")[0])
+
+    # --- prompts ---------------------------------------------------------------------------------------
+
+    def encode_prompts(self, prompts: str | Sequence[str]) -> torch.Tensor:
+        """One prompt or a list -> caption ids [P, T]; an empty or over-long prompt is an error."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts:
+            raise ValueError("no prompt given: pass a caption, or a list of captions")
+        T = self.tokenizer.text_seq_len
+        for prompt in prompts:
+            if not isinstance(prompt, str):
+                raise TypeError(f"a prompt must be a str, got {type(prompt).__name__}")
+            if not prompt.strip():
+                raise ValueError(f"empty prompt {prompt!r}: describe the picture, e.g. "
+                                 "'a small red circle above a blue square'")
+            n_tokens = self.tokenizer.count_tokens(prompt)
+            if n_tokens > T:
+                raise ValueError(f"the prompt {prompt!r} is too long: {n_tokens} tokens, and the model reads "
+                                 f"at most {T}; shorten it")
+        return self.tokenizer.encode_batch(prompts, on_overflow="error")
+
+    # --- sampling --------------------------------------------------------------------------------------
+
+    def _generator(self, seed: int | None) -> torch.Generator:
+        """A generator on the model's device: seeded, or (seed None) freshly seeded from the OS."""
+        generator = torch.Generator(device=self.device)
+        if seed is None:
+            generator.seed()
+            return generator
+        if not _is_int(seed) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0 (or None for fresh randomness), got {seed!r}")
+        return generator.manual_seed(int(seed))
+
+    def _sample(self, text_ids: torch.Tensor, generator: torch.Generator, settings: dict,
+                prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Image tokens for each caption row, MAX_BATCH rows at a time, all from one generator."""
+        text_ids = text_ids.to(self.device)
+        prefix = prefix.to(self.device) if prefix is not None else None
+        chunks = []
+        for start in range(0, len(text_ids), MAX_BATCH):
+            rows = slice(start, start + MAX_BATCH)
+            chunks.append(generate_image_tokens(self.transformer, text_ids[rows], generator=generator,
+                                                prefix=prefix[rows] if prefix is not None else None, **settings))
+        return torch.cat(chunks)
+
+    def generate_tokens(self, prompt: str | Sequence[str], n: int = 1, seed: int | None = None,
+                        **sampling) -> torch.Tensor:
+        """Image token ids [P * n, N], prompt-major: the n images of prompt 0, then of prompt 1, ...
+
+        `sampling`: temperature, top_k, top_p, guidance_scale (defaults: DEFAULT_SAMPLING).
+        """
+        settings = sampling_settings(sampling)
+        n = _check_count(n)
+        text = self.encode_prompts(prompt).repeat_interleave(n, dim=0)
+        return self._sample(text, self._generator(seed), settings)
+
+    # --- pixels ----------------------------------------------------------------------------------------
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """Image token ids [B, N] -> images [B, 3, H, W], floats in [0, 1] (native size)."""
+        N, g = self.transformer.config.image_seq_len, self.grid
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.shape[1] != N:
+            shape = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+            raise ValueError(f"decode expects image token ids [batch, {N}] ({g}x{g} in raster order), got {shape}")
+        with torch.no_grad():
+            return self.dvae.decode(ids.to(self.device).view(-1, g, g))
+
+    def encode_image(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        """A native-size image (PIL, or a [3, H, W] float tensor in [0, 1]) -> its N image token ids."""
+        side = self.native_size
+        if isinstance(image, Image.Image):
+            if image.size != (side, side):
+                raise ValueError(f"the image is {image.size[0]}x{image.size[1]} but the model reads "
+                                 f"{side}x{side}: resize it first (image.resize(({side}, {side})))")
+            image = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float() / 255
+        if not isinstance(image, torch.Tensor) or tuple(image.shape) != (3, side, side):
+            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise ValueError(f"expected a PIL image or a [3, {side}, {side}] tensor in [0, 1], got {shape}")
+        image = image.float()
+        if image.min() < 0 or image.max() > 1:
+            raise ValueError(f"image values must lie in [0, 1], got [{image.min():.3g}, {image.max():.3g}]: "
+                             "divide 8-bit pixel values by 255")
+        return self.dvae.encode(image[None].to(self.device)).flatten()
+
+    def to_pil(self, images: torch.Tensor, size: str | None = None, resample: str = "nearest") -> list[Image.Image]:
+        """Images [B, 3, H, W] in [0, 1] -> PIL images, upsampled to `size` (nearest-neighbour by default)."""
+        side = self._output_side(size)
+        if resample not in RESAMPLING:
+            raise ValueError(f"unknown resample {resample!r}: choose one of {', '.join(RESAMPLING)}")
+        array = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        pictures = [Image.fromarray(a, "RGB") for a in array]
+        if side == images.shape[-1]:
+            return pictures
+        return [p.resize((side, side), RESAMPLING[resample]) for p in pictures]
+
+    # --- the three ways to make images -----------------------------------------------------------------
+
+    def generate(self, prompt: str | Sequence[str], n: int = 1, size: str | None = None,
+                 seed: int | None = None, resample: str = "nearest", **sampling) -> list[Image.Image]:
+        """n images per prompt as PIL images (prompt-major), at `size` (default: native).
+
+        `sampling`: temperature, top_k, top_p, guidance_scale (defaults: DEFAULT_SAMPLING). The same
+        seed gives the same images.
+        """
+        self._output_side(size)  # a bad size fails before any sampling
+        ids = self.generate_tokens(prompt, n=n, seed=seed, **sampling)
+        return self.to_pil(self.decode(ids), size, resample)
+
+    def complete_tokens(self, prompt: str, image: Image.Image | torch.Tensor, rows: int, n: int = 1,
+                        seed: int | None = None, **sampling) -> torch.Tensor:
+        """Image token ids [n, N] whose top `rows` token rows are `image`'s and the rest drawn from `prompt`."""
+        if not isinstance(prompt, str):
+            raise TypeError("complete takes one prompt (a str); call it once per prompt")
+        g = self.grid
+        if not _is_int(rows) or not 0 <= rows <= g:
+            raise ValueError(f"rows must be an int from 0 to {g} (the image has {g} token rows), got {rows!r}")
+        settings = sampling_settings(sampling)
+        n = _check_count(n)
+        text = self.encode_prompts(prompt).repeat_interleave(n, dim=0)
+        prefix = self.encode_image(image)[: int(rows) * g].expand(n, -1)
+        return self._sample(text, self._generator(seed), settings, prefix=prefix)
+
+    def complete(self, prompt: str, image: Image.Image | torch.Tensor, rows: int, n: int = 1,
+                 seed: int | None = None, size: str | None = None, resample: str = "nearest",
+                 **sampling) -> list[Image.Image]:
+        """Keep the top `rows` token rows of `image` (native size) and draw the rest from `prompt`:
+        DALL·E's image completion. Returns n PIL images at `size`."""
+        self._output_side(size)
+        ids = self.complete_tokens(prompt, image, rows, n=n, seed=seed, **sampling)
+        return self.to_pil(self.decode(ids), size, resample)
+
+    def progressive(self, prompt: str, n: int = 1, seed: int | None = None, every: int = 1,
+                    **sampling) -> Iterator[torch.Tensor]:
+        """Partial images [n, 3, H, W] as the tokens arrive: one every `every` tokens, and the finished one last.
+
+        Cells not generated yet are a neutral grey. The last picture equals
+        `decode(generate_tokens(prompt, n, seed, ...))`.
+        """
+        if not _is_int(every) or every < 1:
+            raise ValueError(f"every must be an int >= 1 (a picture every that many tokens), got {every!r}")
+        if not isinstance(prompt, str):
+            raise TypeError("progressive takes one prompt (a str); call it once per prompt")
+        settings = sampling_settings(sampling)
+        n = _check_count(n)
+        text = self.encode_prompts(prompt).repeat_interleave(n, dim=0).to(self.device)
+        steps = iter_image_tokens(self.transformer, text, generator=self._generator(seed), **settings)
+        N = self.transformer.config.image_seq_len
+        return (self._partial_image(t) for t in steps if t.shape[1] % every == 0 or t.shape[1] == N)
+
+    def _partial_image(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Decode the first k tokens of each row; paint the cells not generated yet grey."""
+        B, k = tokens.shape
+        N, g = self.transformer.config.image_seq_len, self.grid
+        if k == N:
+            return self.decode(tokens)
+        full = torch.zeros(B, N, dtype=torch.long, device=tokens.device)
+        full[:, :k] = tokens
+        pixels = self.decode(full)
+        cell = self.native_size // g
+        known = (torch.arange(N, device=pixels.device) < k).view(1, 1, g, g).float()
+        known = F.interpolate(known, scale_factor=cell, mode="nearest").bool()
+        return torch.where(known, pixels, torch.full_like(pixels, 0.5))
+
+    def __repr__(self) -> str:
+        t = self.transformer.config
+        return (f"TextToImage({self.native_size}x{self.native_size} images from {t.image_grid}x{t.image_grid} "
+                f"tokens, transformer {self.transformer.num_parameters() / 1e6:.1f}M parameters, "
+                f"device {self.device})")
