@@ -7,6 +7,8 @@
     python -m dalle_lessons train dalle --preset cpu [--steps N] [--seed S] [--out DIR] [--resume]
     python -m dalle_lessons evaluate judge [--json]
     python -m dalle_lessons evaluate dvae [--checkpoint PATH] [--json]
+    python -m dalle_lessons evaluate generation [--checkpoint DIR] [--captions N] [--samples K] [--sweep] [--json]
+    python -m dalle_lessons generate "a small red circle above a blue square" -n 8 --seed 0 --out grid.png
 """
 from __future__ import annotations
 
@@ -90,11 +92,91 @@ def _train_dalle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    """Sampling flags; each left out keeps the pipeline's default (pipeline.DEFAULT_SAMPLING)."""
+    group = parser.add_argument_group("sampling (default: the pipeline's DEFAULT_SAMPLING)")
+    group.add_argument("--temperature", type=float, default=None, help="below 1 sharper, above 1 wilder; 0 greedy")
+    group.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (0: keep all)")
+    group.add_argument("--top-p", type=float, default=None, help="keep the smallest set with mass >= p (1: keep all)")
+    group.add_argument("--guidance-scale", type=float, default=None,
+                       help="classifier-free guidance (1: none; higher follows the caption harder)")
+
+
+def _sampling_changes(args: argparse.Namespace) -> dict:
+    """The sampling flags given on the command line, with 0 / 1 meaning 'no top-k' / 'no top-p'."""
+    changes = {}
+    if args.temperature is not None:
+        changes["temperature"] = args.temperature
+    if args.top_k is not None:
+        changes["top_k"] = args.top_k or None
+    if args.top_p is not None:
+        changes["top_p"] = None if args.top_p >= 1 else args.top_p
+    if args.guidance_scale is not None:
+        changes["guidance_scale"] = args.guidance_scale
+    return changes
+
+
+def _describe_sampling(settings: dict) -> str:
+    return ", ".join(f"{k} {'off' if v is None else v}" for k, v in settings.items())
+
+
+def _prompt_slug(prompt: str, words: int = 6) -> str:
+    """A file-name-safe digest of a prompt: its first few words, lowercase, joined by dashes."""
+    kept = ["".join(ch for ch in word if ch.isascii() and ch.isalnum()) for word in prompt.lower().split()]
+    return "-".join([w for w in kept if w][:words])[:48].strip("-") or "image"
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluate import generation_settings
+    from .pipeline import TextToImage
+    from .viz import image_grid
+    if args.n < 1:
+        raise ValueError(f"-n {args.n}: ask for at least one image per prompt")
+    if args.columns < 1:
+        raise ValueError(f"--columns {args.columns}: a grid row holds at least one image")
+    empty = [i for i, p in enumerate(args.prompts) if not p.strip()]
+    if empty:
+        raise ValueError(f"prompt {empty[0] + 1} is empty: describe one or two shapes, "
+                         "e.g. 'a small red circle above a blue square'")
+    settings = generation_settings(_sampling_changes(args))
+    start = time.perf_counter()
+    pipe = TextToImage.from_pretrained(args.checkpoint, device=args.device)
+    loaded = time.perf_counter()
+    images = pipe.generate(args.prompts, n=args.n, size=args.size, seed=args.seed, **settings)
+    generated = time.perf_counter()
+    per_prompt = [images[p * args.n:(p + 1) * args.n] for p in range(len(args.prompts))]
+    written = []
+    if args.out_dir:
+        folder = Path(args.out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for p, (prompt, row) in enumerate(zip(args.prompts, per_prompt)):
+            for i, image in enumerate(row):
+                image.save(folder / f"{p:02d}-{i:02d}-{_prompt_slug(prompt)}.png")
+        written.append(f"{len(images)} PNGs in {folder}/")
+    if args.out or not args.out_dir:
+        out = Path(args.out or "generated.png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows = [row[k:k + args.columns] for row in per_prompt for k in range(0, len(row), args.columns)]
+        grid = image_grid(rows)
+        grid.save(out)
+        written.append(f"{out} ({grid.width}x{grid.height} grid)")
+    width, height = images[0].size
+    print(f"wrote {' and '.join(written)}: {len(args.prompts)} prompt(s) x {args.n} image(s) of "
+          f"{width}x{height}, seed {args.seed}")
+    print(f"sampling: {_describe_sampling(settings)}")
+    print(f"generated in {generated - loaded:.1f} s (model loaded in {loaded - start:.1f} s)")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_judge, format_table
     from .environment import machine_summary
     if args.what == "dvae":
         return _evaluate_dvae(args)
+    if args.what == "generation":
+        return _evaluate_generation(args)
     start = time.perf_counter()
     rows = evaluate_judge(n=args.n, preset=args.preset, seed=args.seed)
     elapsed = time.perf_counter() - start
@@ -131,6 +213,51 @@ def _evaluate_dvae(args: argparse.Namespace) -> int:
     return 0
 
 
+GENERATION_COLUMNS = ["set", "captions", "images", "all_correct", "count", "shape", "color", "size", "position",
+                      "relation", "background", "distinct_images", "distinct_readings"]
+
+
+def _evaluate_generation(args: argparse.Namespace) -> int:
+    from .environment import machine_summary
+    from .evaluate import GENERATION_SETS, evaluate_generation, format_table, generation_sweep
+    from .pipeline import TextToImage
+    start = time.perf_counter()
+    pipe = TextToImage.from_pretrained(args.checkpoint)
+    shown = args.checkpoint or "the shipped model in data/"
+    options = dict(n_captions=args.captions, samples=args.samples, seed=args.seed,
+                   sampling=_sampling_changes(args), batch_size=args.batch_size)
+    report = {**evaluate_generation(pipe, **options), "checkpoint": shown}
+    if args.sweep:
+        sweep = generation_sweep(pipe, **options, baseline=report)
+        report["sweep"] = {"guidance": sweep["guidance"], "sampling": sweep["sampling"]}
+    elapsed = time.perf_counter() - start
+    if args.json:
+        print(json.dumps({"what": "generation", "machine": machine_summary(), "seconds": round(elapsed, 1),
+                          **report}, indent=1))
+        return 0
+    print(f"Generation fidelity (%), judged: {shown}, {args.captions} captions per set x {args.samples} "
+          f"samples, seed {args.seed}")
+    print(f"sampling: {_describe_sampling(report['sampling'])}")
+    for name, (description, split, _) in GENERATION_SETS.items():
+        print(f"  set {name}: {description} ({split} split)")
+    print(format_table(report["rows"], GENERATION_COLUMNS))
+    print("all_correct: every stated attribute right and exactly the stated number of objects; an attribute's "
+          "accuracy counts only captions that state it ('-': none does)")
+    print(report["diversity"])
+    if report["truncated_captions"]:
+        print(f"note: {report['truncated_captions']} caption(s) were longer than the model's text length "
+              f"and were truncated")
+    if args.sweep:
+        columns = ["temperature", "top_k", "top_p", "guidance_scale", "a", "b", "c", "distinct_readings", "default"]
+        marked = lambda rows: [{**r, "default": "*" if r["default"] else ""} for r in rows]
+        print("\nGuidance sweep: all_correct (%) per set ('-': filter off; *: the default settings)")
+        print(format_table(marked(report["sweep"]["guidance"]), columns))
+        print("\nSampling sweep: one change to the defaults per row; all_correct (%) per set")
+        print(format_table(marked(report["sweep"]["sampling"]), ["variation"] + columns))
+    print(f"{machine_summary()}; {elapsed:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dalle_lessons",
                                      description="Build DALL·E from Scratch: train, evaluate and check.")
@@ -158,14 +285,37 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="print a table of measured figures")
-    evaluate.add_argument("what", choices=["judge", "dvae"])
-    evaluate.add_argument("--n", type=int, default=2000, help="number of test images")
+    evaluate.add_argument("what", choices=["judge", "dvae", "generation"])
+    evaluate.add_argument("--n", type=int, default=2000, help="judge, dvae: number of test images")
     evaluate.add_argument("--checkpoint", default=None,
-                          help="dvae: a .safetensors checkpoint (default: data/dvae-PRESET.safetensors)")
-    evaluate.add_argument("--preset", default="cpu")
-    evaluate.add_argument("--seed", type=int, default=0)
+                          help="dvae: a .safetensors checkpoint (default: data/dvae-PRESET.safetensors); "
+                               "generation: a folder written by TextToImage.save_pretrained (default: the shipped model)")
+    evaluate.add_argument("--preset", default="cpu", help="judge, dvae: the preset whose images to use")
+    evaluate.add_argument("--seed", type=int, default=0, help="the data seed; generation: the sampling seed")
+    evaluate.add_argument("--captions", type=int, default=100, help="generation: captions per set (a, b, c)")
+    evaluate.add_argument("--samples", type=int, default=4, help="generation: images per caption")
+    evaluate.add_argument("--batch-size", type=int, default=128, help="generation: images generated at once")
+    evaluate.add_argument("--sweep", action="store_true",
+                          help="generation: add tables over guidance scales and sampling settings "
+                               "(about ten times as long as the main table)")
+    _add_sampling(evaluate)
     _add_json(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    generate = sub.add_parser("generate", help="draw images for one or more prompts")
+    generate.add_argument("prompts", nargs="+", metavar="PROMPT", help="one caption per row of the grid")
+    generate.add_argument("-n", type=int, default=8, help="images per prompt (default 8)")
+    generate.add_argument("--seed", type=int, default=0, help="same seed, same images (default 0)")
+    generate.add_argument("--size", default="128x128", help="size of each image, e.g. 32x32 (native), 256x256")
+    generate.add_argument("--out", default=None, help="the grid image to write (default: generated.png, "
+                                                       "unless --out-dir is given)")
+    generate.add_argument("--out-dir", default=None, help="also write each image as PP-II-PROMPT.png in this folder")
+    generate.add_argument("--columns", type=int, default=8, help="images per grid row at most (default 8)")
+    generate.add_argument("--checkpoint", default=None,
+                          help="a folder written by TextToImage.save_pretrained (default: the shipped model)")
+    generate.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_sampling(generate)
+    generate.set_defaults(func=cmd_generate)
     return parser
 
 

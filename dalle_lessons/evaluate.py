@@ -5,15 +5,18 @@ lessons add the dVAE's reconstructions and the fidelity of generated images.
 """
 from __future__ import annotations
 
+import hashlib
 import random
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import judge
-from .shapes import ShapesDataset, caption_scene
+from .shapes import Claim, ShapesDataset, caption_scene
 
 ATTRIBUTES = ("count", "shape", "color", "size", "position", "relation", "background")
 
@@ -174,3 +177,232 @@ def evaluate_dvae(checkpoint: str | None = None, n: int = 2000, preset: str = "c
         shown = shown.relative_to(data_dir().parent)
     return {"checkpoint": str(shown), "config": meta["config"], "extra": {k: v for k, v in meta["extra"].items()
                                                                          if k != "history"}, "rows": rows}
+
+
+# ----------------------------------------------------------------------------- generation fidelity
+
+#: The three caption sets of `evaluate generation`: (what they test, split, objects per scene).
+GENERATION_SETS = {
+    "a": ("one object, color-shape pair seen in training", "test", 1),
+    "b": ("one object, held-out color-shape pair", "heldout", 1),
+    "c": ("two objects and a relation", "test", 2),
+}
+CAPTION_SEED = 0  # the captions are the first items of these datasets, whatever the sampling seed
+SWEEP_GUIDANCE = (1.0, 1.5, 2.0, 3.0, 5.0)
+#: Changes to the default sampling settings, one at a time.
+SWEEP_SAMPLING = {
+    "greedy (temperature 0)": {"temperature": 0.0},
+    "temperature 0.7": {"temperature": 0.7},
+    "temperature 1.0": {"temperature": 1.0},
+    "top_k 16": {"top_k": 16},
+    "top_k 64": {"top_k": 64},
+    "top_k off": {"top_k": None},
+    "top_p 0.9": {"top_p": 0.9},
+    "top_p off": {"top_p": None},
+}
+DIVERSITY_NOTE = ("distinct_images: distinct token grids among the samples of one caption (identical grids "
+                  "decode to identical pictures); distinct_readings: distinct scenes the judge reads among "
+                  "them (background, and each object's shape, color, size and cell); both averaged over captions")
+
+
+@dataclass(frozen=True)
+class CaptionSet:
+    """A fixed list of test captions and the `Claim` of what each one states."""
+
+    name: str
+    description: str
+    captions: tuple[str, ...]
+    claims: tuple[Claim, ...]
+
+
+def generation_caption_sets(n_captions: int = 100) -> dict[str, CaptionSet]:
+    """The captions of sets a, b and c: the first `n_captions` items of fixed datasets (same every call)."""
+    if n_captions < 1:
+        raise ValueError(f"n_captions must be at least 1, got {n_captions}")
+    sets = {}
+    for name, (description, split, n_objects) in GENERATION_SETS.items():
+        data = ShapesDataset(split, n_captions, seed=CAPTION_SEED, n_objects=n_objects, render_images=False)
+        items = [data.item_claim(i) for i in range(n_captions)]
+        sets[name] = CaptionSet(name, description, tuple(t for t, _ in items), tuple(c for _, c in items))
+    return sets
+
+
+def generation_settings(sampling: dict | None = None) -> dict:
+    """The pipeline's default sampling settings, with `sampling`'s changes applied."""
+    from .pipeline import DEFAULT_SAMPLING
+    sampling = dict(sampling or {})
+    unknown = sorted(set(sampling) - set(DEFAULT_SAMPLING))
+    if unknown:
+        raise ValueError(f"unknown sampling setting(s) {', '.join(unknown)}: the settings are "
+                         f"{', '.join(DEFAULT_SAMPLING)}")
+    return {**DEFAULT_SAMPLING, **sampling}
+
+
+def _load_pipeline(pipeline_or_path) -> tuple:
+    """(pipeline, how to name it in a report) from a TextToImage, a save_pretrained folder or None."""
+    from .paths import data_dir
+    from .pipeline import TextToImage
+    if isinstance(pipeline_or_path, TextToImage):
+        return pipeline_or_path, "a pipeline in memory"
+    pipe = TextToImage.from_pretrained(pipeline_or_path)
+    if pipeline_or_path is None:
+        return pipe, "the shipped model in data/"
+    shown = Path(pipeline_or_path).resolve()
+    if shown.is_relative_to(data_dir().parent):  # a path in the repository, not a machine's path
+        shown = shown.relative_to(data_dir().parent)
+    return pipe, str(shown)
+
+
+@dataclass
+class _PreparedSets:
+    """Caption sets with their text ids, encoded once for any number of sampling settings."""
+
+    sets: dict[str, CaptionSet]
+    text_ids: dict[str, torch.Tensor]
+    truncated: int  # captions longer than the model's text_seq_len (kept truncated, as in training)
+
+
+def _prepare(pipe, n_captions: int) -> _PreparedSets:
+    sets = generation_caption_sets(n_captions)
+    tokenizer = pipe.tokenizer
+    truncated = sum(tokenizer.count_tokens(c) > tokenizer.text_seq_len for s in sets.values() for c in s.captions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # counted above and reported, not warned about per set
+        text_ids = {name: tokenizer.encode_batch(list(s.captions), on_overflow="warn") for name, s in sets.items()}
+    return _PreparedSets(sets, text_ids, truncated)
+
+
+def _batch_seed(seed: int, set_name: str, batch: int) -> int:
+    """An independent, machine-independent seed for each batch of each set."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{set_name}/{batch}".encode()).digest()[:7], "big")
+
+
+def _generate(pipe, text_ids: torch.Tensor, samples: int, seed: int, set_name: str, sampling: dict,
+              batch_size: int) -> torch.Tensor:
+    """Image tokens [P * samples, N], caption-major, in batches of about `batch_size` images."""
+    from .sampling import generate_image_tokens
+    if sampling["temperature"] == 0 and samples > 1:  # greedy: every sample is the same, draw one
+        return _generate(pipe, text_ids, 1, seed, set_name, sampling, batch_size).repeat_interleave(samples, dim=0)
+    device = pipe.device
+    per_batch = max(1, batch_size // samples)
+    out = []
+    for batch, start in enumerate(range(0, len(text_ids), per_batch)):
+        text = text_ids[start:start + per_batch].repeat_interleave(samples, dim=0).to(device)
+        generator = torch.Generator(device=device).manual_seed(_batch_seed(seed, set_name, batch))
+        out.append(generate_image_tokens(pipe.transformer, text, generator=generator, **sampling).cpu())
+    return torch.cat(out)
+
+
+def _reading_key(reading: judge.Reading) -> tuple:
+    return (reading.background,) + tuple((o.shape, o.color, o.size, o.row, o.col) for o in reading.objects)
+
+
+def _score_set(pipe, ids: torch.Tensor, caption_set: CaptionSet, samples: int, batch_size: int) -> dict:
+    """Decode, judge against each caption's claim, and count distinct samples per caption."""
+    images = torch.cat([pipe.decode(ids[i:i + batch_size]).float().cpu() for i in range(0, len(ids), batch_size)])
+    images = (images * 255).round() / 255  # what a saved 8-bit image would hold
+    accuracy = Accuracy()
+    distinct_images = distinct_readings = 0
+    for p, claim in enumerate(caption_set.claims):
+        rows = range(p * samples, (p + 1) * samples)
+        readings = [judge.read_image(images[j]) for j in rows]
+        for reading in readings:
+            accuracy.add(judge.score_reading(reading, claim))
+        distinct_images += len({tuple(ids[j].tolist()) for j in rows})
+        distinct_readings += len({_reading_key(r) for r in readings})
+    row = accuracy.row()
+    del row["n"]
+    n = len(caption_set.claims)
+    return {"set": caption_set.name, "description": caption_set.description, "captions": n,
+            "images": accuracy.n, **row, "distinct_images": distinct_images / n,
+            "distinct_readings": distinct_readings / n}
+
+
+def _evaluate_prepared(pipe, prepared: _PreparedSets, samples: int, seed: int, sampling: dict,
+                       batch_size: int) -> list[dict]:
+    rows = []
+    for name, caption_set in prepared.sets.items():
+        ids = _generate(pipe, prepared.text_ids[name], samples, seed, name, sampling, batch_size)
+        rows.append(_score_set(pipe, ids, caption_set, samples, batch_size))
+    return rows
+
+
+def _check_counts(samples: int, batch_size: int) -> None:
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1 image per caption, got {samples}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
+def evaluate_generation(pipeline_or_path=None, n_captions: int = 100, samples: int = 4, seed: int = 0,
+                        sampling: dict | None = None, batch_size: int = 128) -> dict:
+    """How faithfully generated images follow fixed test captions, scored by the judge.
+
+    Three sets of `n_captions` captions (see `GENERATION_SETS`): (a) one object whose color-shape
+    pair was seen in training, (b) one object with a held-out pair, (c) two objects and a relation.
+    Each caption gets `samples` images, drawn in batches of about `batch_size` images with seeds
+    derived from `seed` (the numbers depend on both). Per set: `all_correct` (every stated
+    attribute right, and exactly the stated number of objects), per-attribute accuracy over the
+    captions that state it (None where none does), and diversity (see `DIVERSITY_NOTE`).
+
+    `pipeline_or_path`: a TextToImage, a folder written by `save_pretrained`, or None for the
+    shipped model. `sampling`: changes to the pipeline's DEFAULT_SAMPLING.
+    """
+    _check_counts(samples, batch_size)
+    settings = generation_settings(sampling)
+    pipe, shown = _load_pipeline(pipeline_or_path)
+    prepared = _prepare(pipe, n_captions)
+    rows = _evaluate_prepared(pipe, prepared, samples, seed, settings, batch_size)
+    return {"checkpoint": shown, "sampling": settings, "n_captions": n_captions, "samples": samples,
+            "seed": seed, "batch_size": batch_size, "caption_seed": CAPTION_SEED,
+            "truncated_captions": prepared.truncated, "diversity": DIVERSITY_NOTE, "rows": rows}
+
+
+def _sweep_summary(rows: list[dict]) -> dict:
+    """One sweep row's numbers: all-correct % per set, and distinct readings over all captions."""
+    summary = {row["set"]: row["all_correct"] for row in rows}
+    total = sum(row["captions"] for row in rows)
+    summary["distinct_readings"] = sum(row["distinct_readings"] * row["captions"] for row in rows) / total
+    return summary
+
+
+def _settings_key(settings: dict) -> tuple:
+    return tuple(sorted(settings.items()))
+
+
+def generation_sweep(pipeline_or_path=None, n_captions: int = 100, samples: int = 4, seed: int = 0,
+                     sampling: dict | None = None, guidance_scales=SWEEP_GUIDANCE,
+                     variations: dict[str, dict] | None = None, batch_size: int = 128,
+                     baseline: dict | None = None) -> dict:
+    """All-correct % of sets a, b and c as guidance and the sampling settings change.
+
+    `guidance` rows vary the guidance scale alone; `sampling` rows apply one change from
+    `variations` (default `SWEEP_SAMPLING`) to the default settings. Every row uses the same
+    captions and seeds, so differences come from the settings only. `distinct_readings` is the mean
+    over all captions of the three sets. `baseline`: a report of `evaluate_generation` with the
+    same captions, samples, seed and batch size, whose numbers are reused for its settings' row.
+    """
+    _check_counts(samples, batch_size)
+    base = generation_settings(sampling)
+    variations = SWEEP_SAMPLING if variations is None else variations
+    pipe, shown = _load_pipeline(pipeline_or_path)
+    prepared = _prepare(pipe, n_captions)
+    done: dict[tuple, dict] = {}
+    if baseline is not None:
+        same = {"n_captions": n_captions, "samples": samples, "seed": seed, "batch_size": batch_size}
+        if any(baseline.get(k) != v for k, v in same.items()):
+            raise ValueError(f"the baseline report was measured with other {', '.join(same)} than the sweep: "
+                             "pass the same values, or no baseline")
+        done[_settings_key(baseline["sampling"])] = _sweep_summary(baseline["rows"])
+
+    def run(settings: dict) -> dict:
+        key = _settings_key(settings)
+        if key not in done:  # a variation equal to another (or to the defaults) is measured once
+            done[key] = _sweep_summary(_evaluate_prepared(pipe, prepared, samples, seed, settings, batch_size))
+        return {**settings, "default": settings == base, **done[key]}
+
+    guidance = [run(generation_settings({**base, "guidance_scale": float(g)})) for g in guidance_scales]
+    changed = [{"variation": name, **run(generation_settings({**base, **change}))}
+               for name, change in variations.items()]
+    return {"checkpoint": shown, "base_sampling": base, "n_captions": n_captions, "samples": samples,
+            "seed": seed, "batch_size": batch_size, "guidance": guidance, "sampling": changed}

@@ -31,3 +31,24 @@ def show_images(images: Sequence[Image.Image | torch.Tensor], titles: Sequence[s
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def image_grid(rows: Sequence[Sequence[Image.Image]], gap: int = 4,
+               fill: tuple[int, int, int] = (128, 128, 128)) -> Image.Image:
+    """Paste PIL images into one picture, row by row, `gap` pixels apart (and from the border).
+
+    A mid-grey gap keeps the black- and the white-background images apart. Images of a row are
+    left-aligned; all images must have the same size.
+    """
+    rows = [list(row) for row in rows if len(row)]
+    if not rows:
+        raise ValueError("image_grid needs at least one image")
+    width, height = rows[0][0].size
+    if any(image.size != (width, height) for row in rows for image in row):
+        raise ValueError("image_grid needs images of one size: resize them first")
+    ncols = max(len(row) for row in rows)
+    grid = Image.new("RGB", (ncols * width + (ncols + 1) * gap, len(rows) * height + (len(rows) + 1) * gap), fill)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            grid.paste(image.convert("RGB"), (gap + c * (width + gap), gap + r * (height + gap)))
+    return grid
