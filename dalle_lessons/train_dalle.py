@@ -40,14 +40,17 @@ from .transformer import DalleTransformer
 class DalleTrainConfig:
     """How the transformer is trained. `lr` follows a warm-up then a cosine decay to lr * lr_final."""
 
-    steps: int = 3000
+    steps: int = 2400
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 1.5e-3
     lr_warmup: int = 100
     lr_final: float = 0.1
     weight_decay: float = 0.05  # AdamW, on matrices only (not on embeddings, biases or LayerNorms)
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
+    # "bf16": forward pass under bfloat16 autocast (weights, optimizer and loss stay fp32); on a CPU
+    # with bf16 matrix units it is ~1.8x faster per step here. "fp32": plain float32.
+    precision: str = "bf16"
     train_items: int = 60_000  # training scenes (one- and two-object mixed)
     captions_per_item: int = 2  # independent captions per scene: more ways of saying the same thing
     val_items: int = 1000
@@ -218,7 +221,8 @@ def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = Non
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, train_config)
         index = torch.randint(len(train), (train_config.batch_size,), generator=batch_rng)
-        output = model(train.text[index].to(device), train.image[index].to(device), generator=dropout_rng)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=use_bf16):
+            output = model(train.text[index].to(device), train.image[index].to(device), generator=dropout_rng)
         optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
         if train_config.grad_clip:
@@ -226,6 +230,9 @@ def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = Non
         optimizer.step()
         return output.loss
 
+    if train_config.precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {train_config.precision!r}: choose 'fp32' or 'bf16'")
+    use_bf16 = train_config.precision == "bf16"
     last = min(train_config.steps, stop_at if stop_at is not None else train_config.steps)
     bar = tqdm(total=train_config.steps, initial=step, desc=name, disable=not progress, mininterval=1.0)
     model.train()
