@@ -75,15 +75,24 @@ def config_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
-def save(model: nn.Module, config: Any, path: str | Path, extra: dict | None = None) -> Path:
-    """Save `model`'s weights to `path` (.safetensors) and its class, config and `extra` to the .json beside it."""
+def save(model: nn.Module, config: Any, path: str | Path, extra: dict | None = None,
+         dtype: torch.dtype | None = None) -> Path:
+    """Save `model`'s weights to `path` (.safetensors) and its class, config and `extra` to the .json beside it.
+
+    `dtype` (e.g. torch.float16) stores floating-point weights in that type: half the file for a
+    float32 model. `load` copies them back into the model's own (float32) parameters.
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"checkpoint path {str(path)!r} must end in .safetensors")
     meta = {"format": FORMAT, "model_class": _qualified_name(type(model)),
             "config_class": _qualified_name(type(config)), "config": config_dict(config),
             "extra": extra or {}}
-    return _write_pair(path, model.state_dict(), meta)
+    tensors = model.state_dict()
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+        meta["stored_dtype"] = str(dtype).removeprefix("torch.")
+    return _write_pair(path, tensors, meta)
 
 
 def read_metadata(path: str | Path) -> dict:

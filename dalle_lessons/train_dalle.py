@@ -40,9 +40,9 @@ from .transformer import DalleTransformer
 class DalleTrainConfig:
     """How the transformer is trained. `lr` follows a warm-up then a cosine decay to lr * lr_final."""
 
-    steps: int = 2400
+    steps: int = 4000
     batch_size: int = 64
-    lr: float = 1.5e-3
+    lr: float = 1e-3
     lr_warmup: int = 100
     lr_final: float = 0.1
     weight_decay: float = 0.05  # AdamW, on matrices only (not on embeddings, biases or LayerNorms)
@@ -281,7 +281,8 @@ def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = Non
              "load_average_at_end": _load_average(), "train_config": dataclasses.asdict(train_config),
              "dvae": str(Path(dvae_path).name if dvae_path else f"dvae-{preset_name}.safetensors"),
              "final": history[-1] if history else {}, "history": history}
-    checkpoints.save(model.cpu(), model_config, final_path, extra=extra)
+    # float16 storage: 14 MB instead of 27 MB for `cpu`; loading copies the weights back into float32
+    checkpoints.save(model.cpu(), model_config, final_path, extra=extra, dtype=torch.float16)
     for leftover in (state_path, checkpoints.json_path(state_path)):
         leftover.unlink(missing_ok=True)
     return summary

@@ -124,3 +124,21 @@ def test_the_shipped_dvae_loads_and_reconstructs_a_scene():
     assert ids.shape == (4, 8, 8) and psnr(model.decode(ids), x) > 28
     with pytest.raises(FileNotFoundError, match="train dvae --preset colab --quantizer vq"):
         load_pretrained("dvae-colab-vq")
+
+
+def test_float16_storage_halves_the_file_and_loads_back_into_float32(tmp_path):
+    from dalle_lessons.config import get_preset
+    from dalle_lessons.transformer import DalleTransformer
+
+    config = get_preset("tiny").transformer
+    model = DalleTransformer(config, generator=torch.Generator().manual_seed(0))
+    full = checkpoints.save(model, config, tmp_path / "full.safetensors")
+    half = checkpoints.save(model, config, tmp_path / "half.safetensors", dtype=torch.float16)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    assert checkpoints.read_metadata(half)["stored_dtype"] == "float16"
+    loaded = checkpoints.load(half)
+    for name, value in loaded.state_dict().items():
+        original = model.state_dict()[name]
+        assert value.dtype == original.dtype
+        assert torch.equal(value, original.half().to(original.dtype)) if original.is_floating_point() \
+            else torch.equal(value, original)
