@@ -29,9 +29,12 @@ from .sampling import generate_image_tokens, iter_image_tokens
 from .tokenizer import CaptionTokenizer
 from .transformer import DalleTransformer
 
-#: The sampling settings `generate` uses unless told otherwise. Provisional (plain sampling at
-#: temperature 1): to be tuned once `python -m dalle_lessons evaluate generation` has measured them.
-DEFAULT_SAMPLING: dict = {"temperature": 1.0, "top_k": None, "top_p": None, "guidance_scale": 1.0}
+#: The sampling settings `generate` uses unless told otherwise. Measured on the shipped `cpu` model by
+#: `python -m dalle_lessons evaluate generation --sweep` (100 captions x 4 samples per set): temperature
+#: 0.7 gives 81.0 / 7.3 / 24.8 % all-correct on sets a / b / c against 75.5 / 4.0 / 19.5 % at 1.0, and
+#: keeps most of the diversity (2.9 distinct scenes of 4 samples, against 3.2). Guidance above 1.5
+#: hurts this small model, so it stays off; greedy decoding scores higher but draws one picture per caption.
+DEFAULT_SAMPLING: dict = {"temperature": 0.7, "top_k": None, "top_p": None, "guidance_scale": 1.0}
 
 #: Output sizes on offer: the native resolution upsampled by a whole factor (see `TextToImage.sizes`).
 SIZES = ("32x32", "64x64", "128x128", "256x256", "512x512")
