@@ -71,7 +71,7 @@ print(f"each image: {g}x{g} = {N} tokens from a codebook of {cfg.image_vocab_siz
 # exactly these logits (section 2 shows what else it returns).
 
 # %%
-CAPTION = "a large red circle at the top left"
+CAPTION = "a red circle"  # no size or place: the model may choose, so the settings show their variety
 
 text_ids = pipe.encode_prompts(CAPTION)  # [1, 24] caption ids, padded
 logits, _ = model.prefill(text_ids)  # [1, 512]: scores for image token 0 (the top-left cell)
