@@ -26,3 +26,13 @@ def report(title: str, check: Callable[[], None]) -> bool:
         return False
     print(f"{title}: correct ✓")
     return True
+
+
+def call_learner(fn: Callable, what: str, *args, hint: str = ""):
+    """Call the learner's function; turn a crash (other than NotImplementedError) into feedback."""
+    try:
+        return fn(*args)
+    except (NotImplementedError, Feedback):
+        raise
+    except Exception as error:  # noqa: BLE001 - the learner's code, so any error is possible
+        raise Feedback(f"{what} raised {type(error).__name__}: {str(error).rstrip('.')}.{hint}") from None

@@ -12,17 +12,7 @@ from typing import Callable
 import torch
 
 from dalle_lessons.dvae import code_usage, gumbel_softmax, logit_laplace_nll
-from dalle_lessons.exercises import Feedback, report
-
-
-def _call(fn: Callable, what: str, *args, hint: str = ""):
-    """Call the learner's function; turn a crash (other than NotImplementedError) into feedback."""
-    try:
-        return fn(*args)
-    except (NotImplementedError, Feedback):
-        raise
-    except Exception as error:  # noqa: BLE001 - the learner's code, so any error is possible
-        raise Feedback(f"{what} raised {type(error).__name__}: {str(error).rstrip('.')}.{hint}") from None
+from dalle_lessons.exercises import Feedback, call_learner, report
 
 
 def _as_tensor(value, what: str, shape: torch.Size) -> torch.Tensor:
@@ -97,7 +87,7 @@ def _gumbel_statistics(fn: Callable) -> None:
     """For a valid sample drawn another way: soft rows, argmax frequencies = softmax, sharp at low temperature."""
     logits = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5]).expand(20_000, 5).contiguous()
     probs = logits[0].softmax(-1)
-    warm = _as_tensor(_call(fn, "Your function", logits.clone(), 1.0, torch.Generator().manual_seed(7)),
+    warm = _as_tensor(call_learner(fn, "Your function", logits.clone(), 1.0, torch.Generator().manual_seed(7)),
                       "Your function", logits.shape)
     frequencies = torch.bincount(warm.argmax(-1), minlength=5).double() / len(warm)
     worst = int((frequencies - probs).abs().argmax())
@@ -106,7 +96,7 @@ def _gumbel_statistics(fn: Callable) -> None:
                        f"{100 * frequencies[worst]:.1f} % of the time, but softmax(logits) gives it "
                        f"{100 * probs[worst]:.1f} %. The Gumbel-max trick needs Gumbel noise, g = -log(-log(U)) "
                        "with U uniform in (0, 1), added to the logits.")
-    cold = _as_tensor(_call(fn, "Your function", logits.clone(), 1 / 16, torch.Generator().manual_seed(8)),
+    cold = _as_tensor(call_learner(fn, "Your function", logits.clone(), 1 / 16, torch.Generator().manual_seed(8)),
                       "Your function", logits.shape)
     if cold.amax(-1).mean() < 0.9:
         raise Feedback("At temperature 1/16 your samples should be nearly one-hot (largest entry close to 1), "
@@ -121,7 +111,7 @@ def check_gumbel_softmax(fn: Callable[[torch.Tensor, float, torch.Generator], to
         exact = True
         for name, logits, temperature, seed in _gumbel_cases():
             what = f"Your gumbel_softmax (with {name})"
-            got = _as_tensor(_call(fn, what, logits.clone(), temperature, torch.Generator().manual_seed(seed)),
+            got = _as_tensor(call_learner(fn, what, logits.clone(), temperature, torch.Generator().manual_seed(seed)),
                              what, logits.shape)
             if torch.isnan(got).any() or torch.isinf(got).any():
                 raise Feedback(f"With {name} your sample contains NaN or inf. log(0) is -inf: U = torch.rand(...) "
@@ -145,7 +135,7 @@ def check_gumbel_softmax(fn: Callable[[torch.Tensor, float, torch.Generator], to
             return
         # Not the library's draw: a correct sample drawn another way must still be reproducible and right.
         logits = _gumbel_cases()[0][1]
-        first, second = (_call(fn, "Your gumbel_softmax", logits.clone(), 1.0, torch.Generator().manual_seed(3))
+        first, second = (call_learner(fn, "Your gumbel_softmax", logits.clone(), 1.0, torch.Generator().manual_seed(3))
                          for _ in range(2))
         if not torch.equal(first, second):
             raise Feedback("Two calls with generators seeded alike gave different samples. Draw the noise with "
@@ -209,7 +199,7 @@ def check_logit_laplace(fn: Callable[..., torch.Tensor]) -> bool:
     def check() -> None:
         for name, mu, log_b, target, eps in _laplace_cases():
             what = f"Your logit_laplace_nll (with {name})"
-            got = _call(fn, what, mu.clone(), log_b.clone(), target.clone(), eps)
+            got = call_learner(fn, what, mu.clone(), log_b.clone(), target.clone(), eps)
             if isinstance(got, torch.Tensor) and got.ndim == 0:
                 raise Feedback(f"{what} returned one number. Return the NLL of every subpixel (the same shape as "
                                "target); the loss averages it afterwards, with the object weights.")
@@ -290,7 +280,7 @@ def check_code_usage(fn: Callable[[torch.Tensor, int], tuple[int, float]]) -> bo
     def check() -> None:
         for name, ids, K in _usage_cases():
             what = f"Your code_usage (with {name})"
-            got = _call(fn, what, ids.clone(), K, hint=" Hint: ids is a [B, g, g] grid; ids.flatten() "
+            got = call_learner(fn, what, ids.clone(), K, hint=" Hint: ids is a [B, g, g] grid; ids.flatten() "
                         "gives the list of every token's code.")
             if not isinstance(got, (tuple, list)) or len(got) != 2:
                 length = f" of length {len(got)}" if hasattr(got, "__len__") else ""

@@ -12,19 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from dalle_lessons.attention import causal_mask, column_mask, conv_mask, dalle_mask, row_mask
-from dalle_lessons.exercises import Feedback, report
+from dalle_lessons.exercises import Feedback, call_learner, report
 
 ATOL = 1e-4  # float32 attention from the learner's own arithmetic agrees with SDPA to ~1e-6 here
-
-
-def _call(fn: Callable, what: str, *args, hint: str = ""):
-    """Call the learner's function; turn a crash (other than NotImplementedError) into feedback."""
-    try:
-        return fn(*args)
-    except (NotImplementedError, Feedback):
-        raise
-    except Exception as error:  # noqa: BLE001 - the learner's code, so any error is possible
-        raise Feedback(f"{what} raised {type(error).__name__}: {error}.{hint}") from None
 
 
 def _cell(index: int, grid: int) -> str:
@@ -96,7 +86,7 @@ def check_attention(fn: Callable[..., torch.Tensor]) -> bool:
     def check() -> None:
         for name, q, k, v, mask in _attention_cases():
             given_mask = None if mask is None else mask.clone()
-            got = _call(fn, f"Your attention (with {name})", q.clone(), k.clone(), v.clone(), given_mask,
+            got = call_learner(fn, f"Your attention (with {name})", q.clone(), k.clone(), v.clone(), given_mask,
                         hint=" Hint: q @ k.transpose(-2, -1) gives the [..., queries, keys] scores; mask "
                              "may be None, which means no mask." if mask is None else
                              " Hint: q @ k.transpose(-2, -1) gives the [..., queries, keys] scores.")
@@ -189,7 +179,7 @@ def check_column_mask(fn: Callable[[int], torch.Tensor]) -> bool:
     def check() -> None:
         for g in (3, 4, 6):
             want = column_mask(g)
-            got = _as_mask(_call(fn, f"my_column_mask({g})", g), f"my_column_mask({g})", g, want)
+            got = _as_mask(call_learner(fn, f"my_column_mask({g})", g), f"my_column_mask({g})", g, want)
             if torch.equal(got, want):
                 continue
             rows, cols = _rows_cols(g)
@@ -244,7 +234,7 @@ def check_conv_mask_2d(fn: Callable[[int, int], torch.Tensor]) -> bool:
         for g, kernel in [(4, 3), (6, 5), (8, 3), (8, 5), (3, 5)]:
             want = conv_mask(g, kernel, wraparound=False)
             what = f"my_conv_mask_2d({g}, {kernel})"
-            got = _as_mask(_call(fn, what, g, kernel), what, g, want)
+            got = _as_mask(call_learner(fn, what, g, kernel), what, g, want)
             if torch.equal(got, want):
                 continue
             h = kernel // 2

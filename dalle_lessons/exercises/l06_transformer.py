@@ -11,19 +11,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from dalle_lessons.exercises import Feedback, report
+from dalle_lessons.exercises import Feedback, call_learner, report
 
 ATOL = 1e-5  # float32 sums of a few embeddings, or cross-entropies of small logits: ~1e-7 apart
-
-
-def _call(fn: Callable, what: str, *args, hint: str = ""):
-    """Call the learner's function; turn a crash (other than NotImplementedError) into feedback."""
-    try:
-        return fn(*args)
-    except (NotImplementedError, Feedback):
-        raise
-    except Exception as error:  # noqa: BLE001 - the learner's code, so any error is possible
-        raise Feedback(f"{what} raised {type(error).__name__}: {error}.{hint}") from None
 
 
 def _as_tensor(value, what: str) -> torch.Tensor:
@@ -95,7 +85,7 @@ def check_stream(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> bool:
         for name, text, image, vocab, bos_id in _stream_cases():
             T, N = text.shape[1], image.shape[1]
             what = "my_stream(...)"
-            got = _call(fn, f"my_stream (with {name})", text.clone(), image.clone(), vocab, bos_id,
+            got = call_learner(fn, f"my_stream (with {name})", text.clone(), image.clone(), vocab, bos_id,
                         hint=" Hint: torch.cat([...], dim=1) joins [B, 1], [B, T] and [B, N] tensors.")
             inputs, targets = _check_pair(got, (text.shape[0], T + N), what)
             want_in, want_out = reference_stream(text, image, vocab, bos_id)
@@ -203,7 +193,7 @@ def check_text_embedding(fn: Callable[..., torch.Tensor]) -> bool:
             cases.append((described, ids, *tables, pad_id))
         for name, ids, token_table, pad_table, position_table, pad_id in cases:
             args = (ids.clone(), token_table.clone(), pad_table.clone(), position_table.clone(), pad_id)
-            got = _as_tensor(_call(fn, f"my_text_embedding (with {name})", *args,
+            got = _as_tensor(call_learner(fn, f"my_text_embedding (with {name})", *args,
                                    hint=" Hint: token_table[text_ids] looks up every id at once, [B, T, d]."),
                              "my_text_embedding")
             want = reference_text_embedding(ids, token_table, pad_table, position_table, pad_id)
@@ -302,7 +292,7 @@ def check_weighted_loss(fn: Callable[..., torch.Tensor]) -> bool:
             cases.append((name, tl, il, tt, it, wt, wi))
         for name, tl, il, tt, it, wt, wi in cases:
             tl_in, il_in = tl.clone().requires_grad_(), il.clone().requires_grad_()
-            got = _call(fn, f"my_dalle_loss (with {name})", tl_in, il_in, tt.clone(), it.clone(), wt, wi,
+            got = call_learner(fn, f"my_dalle_loss (with {name})", tl_in, il_in, tt.clone(), it.clone(), wt, wi,
                         hint=" Hint: F.cross_entropy takes logits [n, vocab] and targets [n]: flatten the "
                              "batch and position axes first (logits.flatten(0, 1), targets.flatten()).")
             if isinstance(got, float):

@@ -12,19 +12,9 @@ from typing import Callable
 import torch
 
 from dalle_lessons.config import get_preset
-from dalle_lessons.exercises import Feedback, report
+from dalle_lessons.exercises import Feedback, call_learner, report
 from dalle_lessons.sampling import generate_image_tokens, guided_logits, top_p_filter
 from dalle_lessons.transformer import DalleTransformer
-
-
-def _call(fn: Callable, what: str, *args, hint: str = ""):
-    """Call the learner's function; turn a crash (other than NotImplementedError) into feedback."""
-    try:
-        return fn(*args)
-    except (NotImplementedError, Feedback):
-        raise
-    except Exception as error:  # noqa: BLE001 - the learner's code, so any error is possible
-        raise Feedback(f"{what} raised {type(error).__name__}: {error}.{hint}") from None
 
 
 def _check_tensor(got, want: torch.Tensor, what: str) -> torch.Tensor:
@@ -86,7 +76,7 @@ def check_top_p(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> bool:
     def kept_set(name: str, logits: torch.Tensor, p: float) -> torch.Tensor:
         """The learner's kept tokens for one case, after the checks that do not depend on which are kept."""
         original = logits.clone()
-        got = _call(fn, f"Your filter (with {name})", logits, p,
+        got = call_learner(fn, f"Your filter (with {name})", logits, p,
                     hint=" Hint: logits.sort(dim=-1, descending=True) gives the sorted logits and their "
                          "order; .softmax(-1).cumsum(-1) the running total of probability.")
         if not torch.equal(logits, original):
@@ -185,7 +175,7 @@ def check_guidance(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tenso
         results = {}
         for scale in (1.0, 0.0, 3.0, 1.5, 7.5):
             c, u = cond.clone(), uncond.clone()
-            got = _call(fn, f"Your guidance (scale {scale})", c, u, scale)
+            got = call_learner(fn, f"Your guidance (scale {scale})", c, u, scale)
             if not (torch.equal(c, cond) and torch.equal(u, uncond)):
                 raise Feedback("Your function changed cond or uncond in place; return a new tensor instead.")
             results[scale] = _check_tensor(got, guided_logits(cond, uncond, scale), "Your guidance")
@@ -247,7 +237,7 @@ def check_completion(fn: Callable[..., torch.Tensor]) -> bool:
             want = generate_image_tokens(model, text, prefix=prefix, generator=torch.Generator().manual_seed(n))
             counter = _CallCounter(model)
             what = f"Your completion (a prefix of {n} of the {N} tokens)"
-            got = _call(fn, what, model, text.clone(), prefix.clone(), torch.Generator().manual_seed(n),
+            got = call_learner(fn, what, model, text.clone(), prefix.clone(), torch.Generator().manual_seed(n),
                         hint=" Hint: logits, cache = model.prefill(text_ids, prefix) reads the caption and the "
                              "prefix; then draw token i with sample_from_logits(logits, generator) and feed it "
                              "with logits = model.step(tokens[:, i], cache), except after the last token.")
