@@ -30,6 +30,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.what == "manifest":
+        from .manifest import write_manifest
+        print(f"wrote {write_manifest()}")
+        return 0
     from .shapes import write_split_definition
     path = write_split_definition()
     print(f"wrote {path}")
@@ -267,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     data = sub.add_parser("data", help="write the committed data definitions")
-    data.add_argument("what", choices=["splits"])
+    data.add_argument("what", choices=["splits", "manifest"],
+                      help="splits: data/splits.json; manifest: data/MANIFEST.json (sizes and SHA-256 of data/)")
     data.set_defaults(func=cmd_data)
 
     train = sub.add_parser("train", help="train a component and save it in data/")

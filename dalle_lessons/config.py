@@ -95,7 +95,7 @@ def _preset(name: str, image_size: int, grid: int, codebook: int, text_len: int,
 PRESETS: dict[str, Preset] = {
     "tiny": _preset("tiny", 16, 4, 64, 16, 512, 64, 2, 4, 16,
                     "unit tests: 16x16 images, 4x4 = 16 image tokens; trains in seconds"),
-    "cpu": _preset("cpu", 32, 8, 512, 24, 512, 256, 8, 8, 64,
+    "cpu": _preset("cpu", 32, 8, 512, 24, 512, 384, 4, 8, 64,
                    "course default: 32x32 images, 8x8 = 64 image tokens; a laptop CPU"),
     "colab": _preset("colab", 64, 16, 1024, 32, 512, 384, 12, 8, 96,
                      "a GPU: 64x64 images, 16x16 = 256 image tokens"),

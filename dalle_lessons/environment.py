@@ -51,12 +51,14 @@ def check_environment() -> list[CheckResult]:
         ok = _version_tuple(version) >= _version_tuple(lowest)
         results.append(CheckResult(pip_name, ok, version, "" if ok else f"pip install -U '{pip_name}>={lowest}'"))
     try:
+        from .manifest import manifest_problems
         from .paths import data_dir
         folder = data_dir()
-        missing = [name for name in ("splits.json", "tokenizer.json") if not (folder / name).exists()]
+        problems = manifest_problems(folder)  # every committed file present, with the size and SHA-256 it should have
         results.append(CheckResult(
-            "course data", not missing, f"{folder}" + (f" (missing: {', '.join(missing)})" if missing else ""),
-            "restore data/ from git (git checkout -- data) or re-create it: see data/README.md" if missing else ""))
+            "course data", not problems, f"{folder}" + ("" if problems else " (matches MANIFEST.json)")
+            + "".join(f"\n    {problem}" for problem in problems),
+            "restore data/ from git (git checkout -- data) or re-create it: see data/README.md" if problems else ""))
     except FileNotFoundError as error:
         results.append(CheckResult("course data", False, str(error), "run from a clone: pip install -e ."))
     results.append(CheckResult("device", True, describe_device()))

@@ -192,6 +192,7 @@ SWEEP_GUIDANCE = (1.0, 1.5, 2.0, 3.0, 5.0)
 #: Changes to the default sampling settings, one at a time.
 SWEEP_SAMPLING = {
     "greedy (temperature 0)": {"temperature": 0.0},
+    "temperature 0.5": {"temperature": 0.5},
     "temperature 0.7": {"temperature": 0.7},
     "temperature 1.0": {"temperature": 1.0},
     "top_k 16": {"top_k": 16},

@@ -1,4 +1,4 @@
-"""Training loops: seeded, with a progress bar, periodic validation, atomic checkpoints and resume.
+"""Training the dVAE: seeded, with a progress bar, periodic validation, atomic checkpoints and resume.
 
     python -m dalle_lessons train dvae --preset cpu --seed 0          # writes data/dvae-cpu.safetensors
     python -m dalle_lessons train dvae --preset tiny --steps 200 --out /tmp/run
@@ -6,17 +6,13 @@
 
 Every random draw goes through a seeded `torch.Generator` (one for batches, one for Gumbel noise
 and codebook restarts); the training state (model, optimizer, step, generators) is saved
-periodically and on Ctrl-C, so a resumed run continues exactly as if it had never stopped.
+periodically and on Ctrl-C (by `training_loop.run_steps`, shared with the transformer's trainer), so a
+resumed run continues exactly as if it had never stopped.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import platform
-import signal
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,6 +26,8 @@ from .dvae import DiscreteVAE, DVAEOutput, code_usage, dvae_loss, kl_weight_at, 
 from .environment import pick_device
 from .paths import data_dir
 from .shapes import ShapesDataset
+from .training_loop import (RunProgress, check_resumable, load_average, machine_description, remove_state,
+                            run_steps, run_summary)
 
 
 @dataclass(frozen=True)
@@ -109,33 +107,6 @@ def validate(model: DiscreteVAE, images: torch.Tensor, batch_size: int = 250) ->
             "codes_used": used, "perplexity": perplexity}
 
 
-class DeferInterrupt:
-    """Hold a Ctrl-C until the current step ends, so the state saved on interruption is a step boundary.
-
-    A second Ctrl-C interrupts at once. Only the main thread can catch signals; elsewhere this does nothing.
-    """
-
-    def __enter__(self) -> "DeferInterrupt":
-        self.requested, self.previous = False, None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def check(self) -> None:
-        """Raise the held KeyboardInterrupt, if there is one (call between steps)."""
-        if self.requested:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-
 def default_name(preset: str, config: DVAEConfig) -> str:
     """File name stem of a trained dVAE: dvae-cpu, or dvae-cpu-vq for the VQ variant."""
     return f"dvae-{preset}" + ("-vq" if config.quantizer == "vq" else "")
@@ -157,13 +128,6 @@ def cli_command(preset: str, seed: int, model_config: DVAEConfig, train_config: 
         return (f"dalle_lessons.train.train_dvae(preset={preset!r}, seed={seed}, ...) with the config and "
                 "train_config recorded in this file (not expressible as CLI flags)")
     return command
-
-
-def _load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None,
@@ -192,43 +156,29 @@ def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
     batch_rng = torch.Generator().manual_seed(seed)  # on the CPU, where the images are
     noise_rng = torch.Generator(device=device).manual_seed(seed + 1)  # Gumbel noise and restarts
-    step, elapsed, history = 0, 0.0, []
+    run = RunProgress()
     if resume:
         state = checkpoints.load_state(state_path)
-        saved = DVAETrainConfig(**state["train_config"])
-        if saved != train_config or state["seed"] != seed:
-            changed = [f.name for f in dataclasses.fields(saved)
-                       if getattr(saved, f.name) != getattr(train_config, f.name)]
-            raise ValueError(f"cannot resume {state_path}: it was started with seed {state['seed']} and "
-                             f"different settings ({', '.join(changed) or 'seed'}); rerun with the same "
-                             "--steps/--seed, or start afresh without --resume")
-        problems = checkpoints.config_mismatches(state["model_config"], model_config)
-        if problems:
-            raise ValueError(f"cannot resume {state_path}: model config differs ({'; '.join(problems)})")
+        check_resumable(state_path, state, DVAETrainConfig(**state["train_config"]), train_config, seed, model_config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         batch_rng.set_state(state["batch_rng"])
         noise_rng.set_state(state["noise_rng"])
-        step, elapsed, history = state["step"], state["elapsed"], state["history"]
-        write(f"resumed {state_path} at step {step}")
+        run = RunProgress(state["step"], state["elapsed"], state["history"])
+        write(f"resumed {state_path} at step {run.step}")
 
     train_images = load_images("train", train_config.train_images, preset_name)
     val_images = load_images("val", train_config.val_images, preset_name)
 
     def save_state() -> None:
         checkpoints.save_state(state_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": run.step,
             "batch_rng": batch_rng.get_state(), "noise_rng": noise_rng.get_state(), "seed": seed,
-            "elapsed": elapsed, "history": history, "train_config": dataclasses.asdict(train_config),
-            "model_config": dataclasses.asdict(model_config)})
-
-    last = min(train_config.steps, stop_at if stop_at is not None else train_config.steps)
-    bar = tqdm(total=train_config.steps, initial=step, desc=name, disable=not progress, mininterval=1.0)
-    model.train()
-    started = time.perf_counter() - elapsed
+            "elapsed": run.elapsed, "history": run.history,
+            "train_config": dataclasses.asdict(train_config), "model_config": dataclasses.asdict(model_config)})
 
     def one_step() -> tuple[torch.Tensor, DVAEOutput, dict]:
-        s = schedules_at(step, train_config)
+        s = schedules_at(run.step, train_config)
         for group in optimizer.param_groups:
             group["lr"] = s["lr"]
         images = sample_batch(train_images, train_config.batch_size, batch_rng).to(device)
@@ -241,53 +191,30 @@ def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
         optimizer.step()
         return loss, output, s
 
-    at_boundary = True  # False while a step is half done: its state must not be saved
-    try:
-        with DeferInterrupt() as guard:
-            while step < last:
-                at_boundary = False
-                loss, output, s = one_step()
-                step += 1
-                at_boundary = True
-                elapsed = time.perf_counter() - started
-                bar.update(1)
-                if step % 25 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.4f}", temp=f"{s['temperature']:.3f}", refresh=False)
-                if step % train_config.eval_every == 0 or step == train_config.steps:
-                    row = {"step": step, "seconds": round(elapsed, 1), "loss": loss.item(),
-                           "recon": output.recon_loss.item(), "kl": output.kl.item(),
-                           "temperature": s["temperature"], "kl_weight": s["kl_weight"],
-                           **validate(model, val_images)}
-                    history.append(row)
-                    write(f"step {step:6d}  loss {row['loss']:.4f}  kl {row['kl']:.3f}  "
-                          f"temp {row['temperature']:.3f}  val psnr {row['psnr']:.2f} dB  "
-                          f"codes {row['codes_used']}  perplexity {row['perplexity']:.0f}")
-                if step % train_config.checkpoint_every == 0 and step < train_config.steps:
-                    save_state()
-                guard.check()
-    except KeyboardInterrupt:
-        bar.close()
-        if at_boundary:
-            save_state()
-            write(f"interrupted at step {step}: state saved to {state_path}; continue with --resume")
-        else:
-            write(f"interrupted in the middle of a step: {state_path} keeps the last periodic state")
-        raise
-    bar.close()
+    def validation_row(result) -> dict:
+        loss, output, s = result
+        row = {"loss": loss.item(), "recon": output.recon_loss.item(), "kl": output.kl.item(),
+               "temperature": s["temperature"], "kl_weight": s["kl_weight"], **validate(model, val_images)}
+        write(f"step {run.step:6d}  loss {row['loss']:.4f}  kl {row['kl']:.3f}  "
+              f"temp {row['temperature']:.3f}  val psnr {row['psnr']:.2f} dB  "
+              f"codes {row['codes_used']}  perplexity {row['perplexity']:.0f}")
+        return row
 
-    summary = {"name": name, "path": str(final_path), "step": step, "seconds": round(elapsed, 1),
-               "finished": step >= train_config.steps, "history": history}
+    model.train()
+    run_steps(run, train_config.steps, one_step, validation_row, save_state,
+              eval_every=train_config.eval_every, checkpoint_every=train_config.checkpoint_every,
+              state_path=state_path, stop_at=stop_at, name=name, show_progress=progress, write=write,
+              postfix=lambda r: {"loss": f"{r[0].item():.4f}", "temp": f"{r[2]['temperature']:.3f}"})
+    summary = run_summary(name, run, train_config.steps, final_path, state_path)
     if not summary["finished"]:
         save_state()
-        summary["path"] = str(state_path)
         return summary
+    history = run.history
     extra = {"command": command or cli_command(preset_name, seed, model_config, train_config),
-             "preset": preset_name, "seed": seed, "steps": step, "wall_seconds": round(elapsed, 1),
-             "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-                        f"({torch.get_num_threads()} threads), device {device}",
-             "load_average_at_end": _load_average(), "train_config": dataclasses.asdict(train_config),
+             "preset": preset_name, "seed": seed, "steps": run.step, "wall_seconds": summary["seconds"],
+             "machine": machine_description(device), "load_average_at_end": load_average(),
+             "train_config": dataclasses.asdict(train_config),
              "final": history[-1] if history else {}, "history": history}
     checkpoints.save(model.cpu(), model_config, final_path, extra=extra)
-    for leftover in (state_path, checkpoints.json_path(state_path)):
-        leftover.unlink(missing_ok=True)
+    remove_state(state_path)
     return summary

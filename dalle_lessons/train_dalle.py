@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import platform
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,7 +29,9 @@ from .config import TransformerConfig, get_preset
 from .environment import pick_device
 from .paths import cache_dir, data_dir
 from .shapes import ShapesDataset, caption_scene
-from .train import DeferInterrupt, _load_average, lr_at
+from .train import lr_at
+from .training_loop import (RunProgress, check_resumable, load_average, machine_description, remove_state,
+                            run_steps, run_summary)
 from .transformer import DalleTransformer
 
 
@@ -40,7 +39,7 @@ from .transformer import DalleTransformer
 class DalleTrainConfig:
     """How the transformer is trained. `lr` follows a warm-up then a cosine decay to lr * lr_final."""
 
-    steps: int = 4000
+    steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
     lr_warmup: int = 100
@@ -190,36 +189,32 @@ def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = Non
     optimizer = make_optimizer(model, train_config)
     batch_rng = torch.Generator().manual_seed(seed + 1)  # which pairs go in each batch
     dropout_rng = torch.Generator(device=device).manual_seed(seed + 2)  # caption dropout
-    step, elapsed, history = 0, 0.0, []
+    run = RunProgress()
     if resume:
         state = checkpoints.load_state(state_path)
         saved = DalleTrainConfig(**{**state["train_config"], "betas": tuple(state["train_config"]["betas"])})
-        if saved != train_config or state["seed"] != seed:
-            changed = [f.name for f in dataclasses.fields(saved)
-                       if getattr(saved, f.name) != getattr(train_config, f.name)]
-            raise ValueError(f"cannot resume {state_path}: it was started with seed {state['seed']} and "
-                             f"different settings ({', '.join(changed) or 'seed'}); rerun with the same "
-                             "--steps/--seed, or start afresh without --resume")
-        problems = checkpoints.config_mismatches(state["model_config"], model_config)
-        if problems:
-            raise ValueError(f"cannot resume {state_path}: model config differs ({'; '.join(problems)})")
+        check_resumable(state_path, state, saved, train_config, seed, model_config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         batch_rng.set_state(state["batch_rng"])
         dropout_rng.set_state(state["dropout_rng"])
-        step, elapsed, history = state["step"], state["elapsed"], state["history"]
-        write(f"resumed {state_path} at step {step}")
+        run = RunProgress(state["step"], state["elapsed"], state["history"])
+        write(f"resumed {state_path} at step {run.step}")
 
     def save_state() -> None:
         checkpoints.save_state(state_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": run.step,
             "batch_rng": batch_rng.get_state(), "dropout_rng": dropout_rng.get_state(), "seed": seed,
-            "elapsed": elapsed, "history": history, "train_config": dataclasses.asdict(train_config),
+            "elapsed": run.elapsed, "history": run.history, "train_config": dataclasses.asdict(train_config),
             "model_config": dataclasses.asdict(model_config)})
+
+    if train_config.precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {train_config.precision!r}: choose 'fp32' or 'bf16'")
+    use_bf16 = train_config.precision == "bf16"
 
     def one_step() -> torch.Tensor:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, train_config)
+            group["lr"] = lr_at(run.step, train_config)
         index = torch.randint(len(train), (train_config.batch_size,), generator=batch_rng)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=use_bf16):
             output = model(train.text[index].to(device), train.image[index].to(device), generator=dropout_rng)
@@ -230,59 +225,28 @@ def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = Non
         optimizer.step()
         return output.loss
 
-    if train_config.precision not in ("fp32", "bf16"):
-        raise ValueError(f"unknown precision {train_config.precision!r}: choose 'fp32' or 'bf16'")
-    use_bf16 = train_config.precision == "bf16"
-    last = min(train_config.steps, stop_at if stop_at is not None else train_config.steps)
-    bar = tqdm(total=train_config.steps, initial=step, desc=name, disable=not progress, mininterval=1.0)
-    model.train()
-    started = time.perf_counter() - elapsed
-    at_boundary = True  # False while a step is half done: its state must not be saved
-    try:
-        with DeferInterrupt() as guard:
-            while step < last:
-                at_boundary = False
-                loss = one_step()
-                step += 1
-                at_boundary = True
-                elapsed = time.perf_counter() - started
-                bar.update(1)
-                if step % 25 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                if step % train_config.eval_every == 0 or step == train_config.steps:
-                    row = {"step": step, "seconds": round(elapsed, 1), "loss": loss.item(),
-                           "lr": lr_at(step - 1, train_config), **validate(model, val)}
-                    history.append(row)
-                    write(f"step {step:6d}  loss {row['loss']:.3f}  val text {row['val_text_loss']:.3f}  "
-                          f"val image {row['val_image_loss']:.3f}  image acc {row['val_image_accuracy']:.3f}")
-                if step % train_config.checkpoint_every == 0 and step < train_config.steps:
-                    save_state()
-                guard.check()
-    except KeyboardInterrupt:
-        bar.close()
-        if at_boundary:
-            save_state()
-            write(f"interrupted at step {step}: state saved to {state_path}; continue with --resume")
-        else:
-            write(f"interrupted in the middle of a step: {state_path} keeps the last periodic state")
-        raise
-    bar.close()
+    def validation_row(loss: torch.Tensor) -> dict:
+        row = {"loss": loss.item(), "lr": lr_at(run.step - 1, train_config), **validate(model, val)}
+        write(f"step {run.step:6d}  loss {row['loss']:.3f}  val text {row['val_text_loss']:.3f}  "
+              f"val image {row['val_image_loss']:.3f}  image acc {row['val_image_accuracy']:.3f}")
+        return row
 
-    summary = {"path": str(final_path), "step": step, "seconds": elapsed, "history": history,
-               "finished": step >= train_config.steps}
+    model.train()
+    run_steps(run, train_config.steps, one_step, validation_row, save_state,
+              eval_every=train_config.eval_every, checkpoint_every=train_config.checkpoint_every,
+              state_path=state_path, stop_at=stop_at, name=name, show_progress=progress, write=write,
+              postfix=lambda loss: {"loss": f"{loss.item():.3f}"})
+    summary = run_summary(name, run, train_config.steps, final_path, state_path)
     if not summary["finished"]:
         save_state()
-        summary["path"] = str(state_path)
         return summary
+    history = run.history
     extra = {"command": cli_command(preset_name, seed, train_config), "preset": preset_name, "seed": seed,
-             "steps": step, "wall_seconds": round(elapsed, 1),
-             "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-                        f"({torch.get_num_threads()} threads), device {device}",
-             "load_average_at_end": _load_average(), "train_config": dataclasses.asdict(train_config),
+             "steps": run.step, "wall_seconds": summary["seconds"], "machine": machine_description(device),
+             "load_average_at_end": load_average(), "train_config": dataclasses.asdict(train_config),
              "dvae": str(Path(dvae_path).name if dvae_path else f"dvae-{preset_name}.safetensors"),
              "final": history[-1] if history else {}, "history": history}
     # float16 storage: 14 MB instead of 27 MB for `cpu`; loading copies the weights back into float32
     checkpoints.save(model.cpu(), model_config, final_path, extra=extra, dtype=torch.float16)
-    for leftover in (state_path, checkpoints.json_path(state_path)):
-        leftover.unlink(missing_ok=True)
+    remove_state(state_path)
     return summary

@@ -554,7 +554,7 @@ short = {"row": "R", "column": "C", "conv": "conv"}
 print("paper, 64 layers:", " ".join(short[kind] for kind in kinds[:12]), "...",
       " ".join(short[kind] for kind in kinds[-5:]))
 print("  counts:", dict(sorted(Counter(kinds).items())))
-print("course, 8 layers:", layer_kinds(cfg.n_layers))
+print(f"course, {cfg.n_layers} layers:", layer_kinds(cfg.n_layers))
 assert kinds[:4] == ["row", "column", "row", "row"] and kinds[-1] == "conv" and kinds.count("column") == 16
 
 # %% [markdown]

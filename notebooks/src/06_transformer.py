@@ -478,7 +478,7 @@ assert 70 < emptied.sum() < 130 and torch.equal(dropped[~emptied], many[~emptied
 # predicts how frequent each image token is overall (the entropy of the token frequencies).
 
 # %%
-FULL_TRAINING = False  # True: retrain the shipped transformer (tens of minutes on a 2-core CPU, a few on a GPU)
+FULL_TRAINING = False  # True: retrain the shipped transformer (about 20 minutes on a 2-core CPU, a few on a GPU)
 device = pick_device()
 
 train_pairs = token_data("train", 2000)  # computed once (a few seconds), then loaded from data/cache/

@@ -1,0 +1,147 @@
+"""The loop both trainers share: resumable, interruptible, with a progress bar and periodic validation.
+
+A trainer (`train.train_dvae`, `train_dalle.train_dalle`) brings what is its own: how to take one step,
+what to validate, what its saved state holds. This module brings the rest, once: refusing to resume
+with other settings, counting steps and seconds across resumes, validating every `eval_every` steps,
+saving the state every `checkpoint_every` steps and on Ctrl-C (never in the middle of a step), and
+the summary a trainer returns.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoints
+
+
+class DeferInterrupt:
+    """Hold a Ctrl-C until the current step ends, so the state saved on interruption is a step boundary.
+
+    A second Ctrl-C interrupts at once. Only the main thread can catch signals; elsewhere this does nothing.
+    """
+
+    def __enter__(self) -> "DeferInterrupt":
+        self.requested, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        """Raise the held KeyboardInterrupt, if there is one (call between steps)."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def check_resumable(state_path: Path, state: dict, saved_train_config, train_config, seed: int,
+                    model_config) -> None:
+    """Refuse to resume a run whose seed, training settings or model differ from this one's."""
+    if saved_train_config != train_config or state["seed"] != seed:
+        changed = [f.name for f in dataclasses.fields(saved_train_config)
+                   if getattr(saved_train_config, f.name) != getattr(train_config, f.name)]
+        raise ValueError(f"cannot resume {state_path}: it was started with seed {state['seed']} and "
+                         f"different settings ({', '.join(changed) or 'seed'}); rerun with the same "
+                         "--steps/--seed, or start afresh without --resume")
+    problems = checkpoints.config_mismatches(state["model_config"], model_config)
+    if problems:
+        raise ValueError(f"cannot resume {state_path}: model config differs ({'; '.join(problems)})")
+
+
+@dataclass
+class RunProgress:
+    """Where a run stands: steps done, seconds spent (across resumes) and the validation rows so far."""
+
+    step: int = 0
+    elapsed: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+
+def run_steps(progress: RunProgress, total: int, one_step: Callable[[], Any],
+              validate: Callable[[Any], dict], save_state: Callable[[], None], *,
+              eval_every: int, checkpoint_every: int, state_path: Path, stop_at: int | None = None,
+              name: str = "train", show_progress: bool = True, postfix: Callable[[Any], dict] | None = None,
+              write: Callable[[str], None] | None = None) -> None:
+    """Take steps until `total` (or `stop_at`), updating `progress` in place.
+
+    `one_step()` trains one step and returns whatever `validate` and `postfix` need (a loss, say).
+    Every `eval_every` steps and at the last one, `validate(result)` returns a row for the history
+    (this loop adds "step" and "seconds" in front). `save_state()` runs every `checkpoint_every`
+    steps and on Ctrl-C; a Ctrl-C waits for the step under way to finish, so a saved state always
+    sits on a step boundary and a resumed run continues exactly as if it had never stopped.
+    """
+    write = write or tqdm.write
+    last = min(total, stop_at if stop_at is not None else total)
+    bar = tqdm(total=total, initial=progress.step, desc=name, disable=not show_progress, mininterval=1.0)
+    started = time.perf_counter() - progress.elapsed
+    at_boundary = True  # False while a step is half done: its state must not be saved
+    try:
+        with DeferInterrupt() as guard:
+            while progress.step < last:
+                at_boundary = False
+                result = one_step()
+                progress.step += 1
+                at_boundary = True
+                progress.elapsed = time.perf_counter() - started
+                bar.update(1)
+                if postfix is not None and progress.step % 25 == 0:
+                    bar.set_postfix(postfix(result), refresh=False)
+                if progress.step % eval_every == 0 or progress.step == total:
+                    progress.history.append({"step": progress.step, "seconds": round(progress.elapsed, 1),
+                                             **validate(result)})
+                if progress.step % checkpoint_every == 0 and progress.step < total:
+                    save_state()
+                guard.check()
+    except KeyboardInterrupt:
+        bar.close()
+        if at_boundary:
+            save_state()
+            write(f"interrupted at step {progress.step}: state saved to {state_path}; continue with --resume")
+        else:
+            write(f"interrupted in the middle of a step: {state_path} keeps the last periodic state")
+        raise
+    bar.close()
+
+
+def run_summary(name: str, progress: RunProgress, total: int, final_path: Path, state_path: Path) -> dict:
+    """What a trainer returns: where the result is (the final checkpoint, or the state if unfinished)."""
+    finished = progress.step >= total
+    return {"name": name, "path": str(final_path if finished else state_path), "step": progress.step,
+            "seconds": round(progress.elapsed, 1), "finished": finished, "history": progress.history}
+
+
+def remove_state(state_path: Path) -> None:
+    """Delete a finished run's state file and its JSON."""
+    for leftover in (state_path, checkpoints.json_path(state_path)):
+        leftover.unlink(missing_ok=True)
+
+
+def machine_description(device: str) -> str:
+    """The machine a checkpoint was trained on, for its JSON."""
+    return (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), device {device}")
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages: a busy machine explains a slow run."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
