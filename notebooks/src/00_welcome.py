@@ -159,10 +159,11 @@ for k, caption in enumerate(captions):
 assert sum(verdicts) >= 4  # a good share of the 12 pictures follow their captions
 
 # %% [markdown]
-# The held-out blue square is the hard one: the model usually keeps the color and draws a shape it has
-# seen in blue. Lesson 07 measures how often, and explains why a model this size cannot do better on this
-# data. Lesson 07 also builds the sampling behind `generate`, and shows how its settings (temperature,
-# top-k, top-p, guidance) change the pictures. From the command line the same model draws a grid into a file:
+# The held-out blue square is the hard kind of caption: over many held-out color–shape pairs, the model
+# gets the whole caption right only about one time in ten (nine in ten for pairs seen in training).
+# Lesson 07 measures it, shows how it fails, and explains why a bigger model or longer training does not
+# fix it. It also builds the sampling behind `generate`, and shows how its settings (temperature, top-k,
+# top-p, guidance) change the pictures. From the command line the same model draws a grid into a file:
 # `python -m dalle_lessons generate "a small red circle above a blue square" -n 8 --seed 0 --out grid.png`.
 #
 # ## 5. The road map

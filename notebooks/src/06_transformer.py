@@ -391,7 +391,8 @@ for name, c in (("course", cfg), ("paper", paper)):
 #
 # $$\mathcal{L} = \tfrac{1}{8}\,\mathcal{L}_\text{text} + \tfrac{7}{8}\,\mathcal{L}_\text{image}$$
 #
-# Before training, every token is about equally likely, so both terms start near `ln 512 ≈ 6.24`.
+# Before training, every token is about equally likely, so both terms start near `ln 512 ≈ 6.24` (a little
+# above it: the random initial logits are small but not all equal, and any spread costs a bit).
 
 # %%
 text_targets, image_targets = val_batch.text, val_batch.image  # position p's target: stream token p + 1
@@ -400,7 +401,7 @@ by_hand_image = -image_logits.log_softmax(-1).gather(-1, image_targets[..., None
 by_hand = cfg.text_loss_weight * by_hand_text + cfg.image_loss_weight * by_hand_image
 print(f"text loss {by_hand_text:.3f}, image loss {by_hand_image:.3f}, weighted {by_hand:.3f}   "
       f"(ln {V_image} = {math.log(V_image):.3f})")
-assert torch.allclose(by_hand, out.loss, atol=1e-5) and abs(by_hand_image - math.log(V_image)) < 0.05
+assert torch.allclose(by_hand, out.loss, atol=1e-5) and 0 < by_hand_image - math.log(V_image) < 0.5
 print("== DalleTransformer's loss:", True)
 
 # %% [markdown]

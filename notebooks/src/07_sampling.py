@@ -585,7 +585,9 @@ assert max(table.values()) >= 0.25  # a random picture almost never matches ever
 # "distinct" is the number of different pictures among each caption's 6, on average: 1 for greedy, up to
 # 6. The pattern of section 1 holds across captions: sharper sampling (low temperature, top-k, top-p,
 # guidance) trades variety for faithfulness. `DEFAULT_SAMPLING` is what `pipe.generate` uses unless told
-# otherwise; a sweep of `evaluate generation` over many captions is how to choose it.
+# otherwise, and a sweep of `evaluate generation` over 100 captions per set chose it: temperature 0.7 with
+# top-p 0.9 and guidance 1.5 gets every set right more often than temperature 1 (the paper's setting) or
+# any one of the three changes alone, at the price of some variety.
 #
 # ### What the model draws for a held-out pair
 #
@@ -607,11 +609,18 @@ for k, (color, shape) in enumerate(HELD_OUT):
 right_color = sum(g.startswith(c + " ") for (c, s), got in drawn.items() for g in got)
 right_shape = sum(g.endswith(" " + s) and g.startswith(c + " ") for (c, s), got in drawn.items() for g in got)
 print(f"right color: {right_color} of {ASKS * len(HELD_OUT)};  right color and shape: {right_shape}")
-assert right_color > 2 * right_shape  # the color is followed far more often than the shape
+assert right_shape < ASKS * len(HELD_OUT) / 2  # most asks for a held-out pair fail
+assert right_color > right_shape + ASKS  # and the color word is followed more often than the pair
 
 # %% [markdown]
-# The model keeps the **color** and swaps the **shape** for one it has seen in that color. That is not a
-# bug in sampling: it is what maximum likelihood asks for. In the training data a blue object is *never* a
+# Some asks come out right, most do not, and the failures have a pattern: the model keeps the **color** and
+# draws a shape it has seen in that color (yellow diamond → yellow circle, square or cross), keeps the
+# **shape** and takes a neighbouring color that it has seen with that shape (orange triangle → red
+# triangle), or loses the scene altogether (cyan cross → several objects). Over the 100 held-out captions
+# of `python -m dalle_lessons evaluate generation` (set b) the color is right 86 % of the time, the shape
+# 25 %, and the whole caption about one time in ten, against nine in ten for pairs seen in training.
+#
+# That is not a bug in sampling: it is what maximum likelihood asks for. In the training data a blue object is *never* a
 # square, so "blue" is evidence against "square" just as "square" is evidence for it, and nothing in the
 # loss prefers the answer that composes the two words. Bigger or longer-trained models do not fix it:
 # `benchmarks/fidelity_sweep.py` trained 24 variants (width, depth, up to 4× the steps, weight decay,
