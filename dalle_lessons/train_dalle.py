@@ -53,8 +53,8 @@ class DalleTrainConfig:
     train_items: int = 60_000  # training scenes (one- and two-object mixed)
     captions_per_item: int = 2  # independent captions per scene: more ways of saying the same thing
     val_items: int = 1000
-    eval_every: int = 250
-    checkpoint_every: int = 250
+    eval_every: int = 500  # validation (1,000 pairs) costs ~10 steps' time: every 500 steps, not 250
+    checkpoint_every: int = 500
 
 
 @dataclass
@@ -124,8 +124,12 @@ def token_data(split: str, n_items: int, preset: str = "cpu", captions_per_item:
 
 
 @torch.no_grad()
-def validate(model: DalleTransformer, data: TokenData, batch_size: int = 250) -> dict[str, float]:
-    """Teacher-forced figures on held-out pairs: text and image cross-entropy, image-token accuracy."""
+def validate(model: DalleTransformer, data: TokenData, batch_size: int = 250, bf16: bool = False) -> dict[str, float]:
+    """Teacher-forced figures on held-out pairs: text and image cross-entropy, image-token accuracy.
+
+    `bf16`: run the forward pass under bfloat16 autocast, as bf16 training does (about 2x faster on a
+    CPU with bf16 units; the losses agree with float32 to about 1e-4).
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -133,7 +137,8 @@ def validate(model: DalleTransformer, data: TokenData, batch_size: int = 250) ->
     for start in range(0, len(data), batch_size):
         text = data.text[start:start + batch_size].to(device)
         image = data.image[start:start + batch_size].to(device)
-        out = model(text, image)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(text, image)
         text_loss += out.text_loss.item() * len(text)
         image_loss += out.image_loss.item() * len(text)
         correct += (out.image_logits.argmax(-1) == image).float().mean().item() * len(text)
@@ -226,7 +231,7 @@ def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = Non
         return output.loss
 
     def validation_row(loss: torch.Tensor) -> dict:
-        row = {"loss": loss.item(), "lr": lr_at(run.step - 1, train_config), **validate(model, val)}
+        row = {"loss": loss.item(), "lr": lr_at(run.step - 1, train_config), **validate(model, val, bf16=use_bf16)}
         write(f"step {run.step:6d}  loss {row['loss']:.3f}  val text {row['val_text_loss']:.3f}  "
               f"val image {row['val_image_loss']:.3f}  image acc {row['val_image_accuracy']:.3f}")
         return row

@@ -108,3 +108,14 @@ def test_recorded_command_reproduces_the_run():
     assert cli_command("cpu", 3, DalleTrainConfig(steps=10)).endswith("--seed 3 --steps 10")
     assert "not" in cli_command("cpu", 0, DalleTrainConfig(lr=1.0)) or "train_config" in cli_command(
         "cpu", 0, DalleTrainConfig(lr=1.0))
+
+
+def test_bf16_validation_agrees_with_float32_and_leaves_the_model_as_it_was(tiny_dvae):
+    from dalle_lessons.train_dalle import validate
+    model = DalleTransformer(get_preset("tiny").transformer, generator=torch.Generator().manual_seed(0)).train()
+    data = token_data("val", 16, "tiny", dvae_path=tiny_dvae)
+    full, fast = validate(model, data), validate(model, data, bf16=True)
+    assert model.training  # validation switches to eval mode and back
+    for key in ("val_text_loss", "val_image_loss"):
+        assert fast[key] == pytest.approx(full[key], abs=0.05)
+    assert abs(fast["val_image_accuracy"] - full["val_image_accuracy"]) <= 0.1
