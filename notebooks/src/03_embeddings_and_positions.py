@@ -74,7 +74,7 @@ print(f"vocabulary: {tok.vocab_size} tokens; every caption becomes {tok.text_seq
 # Mathematically, picking row `i` is the same as multiplying a **one-hot** vector (all zeros, a 1 at
 # position `i`) by the matrix. `nn.Embedding` does the lookup because it is far cheaper: it reads `d`
 # numbers per token instead of multiplying `vocab_size × d` of them. We use a small width `d = 16` so
-# that we can print and plot; the course model uses `d_model = 256`.
+# that we can print and plot; the course model uses `d_model = 384`.
 
 # %%
 d = 16
