@@ -126,7 +126,7 @@ for width in (4, 16, 64, 256, 1024):
 
 # %% [markdown]
 # The variance of the raw scores tracks `d`, and without the scale one key takes nearly all the weight
-# once `d` is in the hundreds (DALL·E's heads have `d = 64`, ours 32). With the scale, a query spreads
+# once `d` is in the hundreds (DALL·E's heads have `d = 64`, ours 48). With the scale, a query spreads
 # its attention the same way at every width. The same numbers as pictures: the variance (left), and one
 # query's 16 softmax weights at `d = 256` (right).
 
@@ -205,7 +205,7 @@ print(f"reshape == loop over {H} heads: True")
 # %% [markdown]
 # Splitting into heads costs nothing extra: the same number of multiplications as one head of width
 # `d_model`, arranged as `H` smaller ones. DALL·E has 62 heads of 64 numbers (`d_model = 3968`); the
-# course model 8 heads of 32.
+# course model 8 heads of 48.
 #
 # ## 2. Check it against the library
 #

@@ -542,8 +542,8 @@ print("validation losses fell by more than 2 nats (text and image):", True)
 # %% [markdown]
 # Both losses fall fast, far below the dashed line: even two layers quickly learn that a background goes on
 # where it started and what captions look like. Drawing the *shapes* the caption asks for is the hard part,
-# and it takes the full 8-layer model, all the training scenes and many more steps. The shipped course
-# model was trained by the package's own command,
+# and it takes the full model (twice the layers, three times the width), all the training scenes and many
+# more steps. The shipped course model was trained by the package's own command,
 #
 # ```
 # python -m dalle_lessons train dalle --preset cpu --seed 0
@@ -905,7 +905,7 @@ assert 11.5e9 < big.num_parameters() < 12.5e9
 # %% [markdown]
 # About 12.3 billion, the paper's "12 billion". Nearly all of them are in the 64 blocks (each about
 # `12 · d_model²` = 189 million); the embeddings and the two heads are under 2%. The course model has
-# 1,800 times fewer parameters, 8 layers of dense attention instead of 64 sparse ones, and reads 88
+# 1,550 times fewer parameters, 4 layers of dense attention instead of 64 sparse ones, and reads 88
 # positions instead of 1,280.
 #
 # ## 9. Exercises

@@ -263,7 +263,7 @@ tokens_without = sample_without_cache(model, text_ids, torch.Generator().manual_
 print("tokens:", tuple(tokens_without.shape), "first row of the first image:", tokens_without[0, :g].tolist())
 
 # %% [markdown]
-# It works, and it is wasteful. For token 40 it runs all 8 layers over the caption and the 40 earlier image
+# It works, and it is wasteful. For token 40 it runs all 4 layers over the caption and the 40 earlier image
 # tokens, although their outputs have not changed since they were computed for token 39: the causal mask
 # means that no position ever looks at a later one (lesson 05).
 #
