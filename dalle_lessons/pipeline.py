@@ -31,8 +31,8 @@ from .transformer import DalleTransformer
 
 #: The sampling settings `generate` uses unless told otherwise, measured on the shipped `cpu` model with
 #: `python -m dalle_lessons evaluate generation [--sweep]` (100 captions x 4 samples per set, all-correct %
-#: on sets a / b / c): temperature 1.0 gives 83.5 / 4.8 / 58.8, temperature 0.7 89.5 / 5.8 / 72.5, adding
-#: top-p 0.9 and guidance 1.5 91.2 / 9.5 / 78.5 (91.2 / 10.0 / 77.2 with other sampling seeds). The price:
+#: on sets a / b / c, float16 weights): temperature 1.0 gives 83.5 / 4.8 / 58.8, temperature 0.7 89.5 / 5.8 /
+#: 72.5, adding top-p 0.9 and guidance 1.5 91.2 / 9.5 / 78.5 (91.2 / 10.0 / 77.2 with other sampling seeds). The price:
 #: a little diversity (2.6 instead of 2.9 distinct scenes of 4) and a doubled batch for guidance. Guidance
 #: of 2 or more breaks this small model's pictures; greedy draws one picture per caption.
 DEFAULT_SAMPLING: dict = {"temperature": 0.7, "top_k": None, "top_p": 0.9, "guidance_scale": 1.5}

@@ -142,3 +142,54 @@ def test_float16_storage_halves_the_file_and_loads_back_into_float32(tmp_path):
         assert value.dtype == original.dtype
         assert torch.equal(value, original.half().to(original.dtype)) if original.is_floating_point() \
             else torch.equal(value, original)
+
+
+def test_int8_storage_quarters_the_matrices_and_loads_back_within_half_a_step(tmp_path):
+    from dalle_lessons.config import get_preset
+    from dalle_lessons.transformer import DalleTransformer
+
+    config = get_preset("tiny").transformer
+    model = DalleTransformer(config, generator=torch.Generator().manual_seed(0))
+    model.blocks[0].mlp.fc.weight.data[3] = 0.0  # an all-zero row must survive (no division by zero)
+    half = checkpoints.save(model, config, tmp_path / "half.safetensors", dtype=torch.float16)
+    small = checkpoints.save(model, config, tmp_path / "small.safetensors", dtype=torch.int8)
+    assert small.stat().st_size < 0.6 * half.stat().st_size
+    assert checkpoints.read_metadata(small)["stored_dtype"].startswith("int8")
+    loaded = checkpoints.load(small)
+    for name, value in loaded.state_dict().items():
+        original = model.state_dict()[name]
+        assert value.dtype == original.dtype and value.shape == original.shape
+        if original.is_floating_point() and original.dim() >= 2:
+            original = original.half().float()  # int8 is made from the float16-rounded weights
+            step = original.flatten(1).abs().amax(1) / 127  # one quantization step per row
+            error = (value - original).flatten(1).abs().amax(1)
+            assert torch.all(error <= step / 2 + 1e-7), name
+        elif original.is_floating_point():
+            assert torch.equal(value, original.half().float())
+        else:
+            assert torch.equal(value, original)
+    assert torch.equal(loaded.blocks[0].mlp.fc.weight[3], torch.zeros_like(model.blocks[0].mlp.fc.weight[3]))
+
+
+def test_storing_weights_as_an_integer_type_other_than_int8_is_refused(tmp_path):
+    from dalle_lessons.config import get_preset
+    from dalle_lessons.transformer import DalleTransformer
+
+    config = get_preset("tiny").transformer
+    with pytest.raises(ValueError, match="torch.int8"):
+        checkpoints.save(DalleTransformer(config), config, tmp_path / "x.safetensors", dtype=torch.int16)
+
+
+def test_a_float16_checkpoint_converts_to_exactly_the_int8_file_of_the_float32_model(tmp_path):
+    from safetensors.torch import load_file
+
+    from dalle_lessons.config import get_preset
+    from dalle_lessons.transformer import DalleTransformer
+
+    config = get_preset("tiny").transformer
+    model = DalleTransformer(config, generator=torch.Generator().manual_seed(0))
+    direct = checkpoints.save(model, config, tmp_path / "direct.safetensors", dtype=torch.int8)
+    half = checkpoints.save(model, config, tmp_path / "half.safetensors", dtype=torch.float16)
+    converted = checkpoints.save(checkpoints.load(half), config, tmp_path / "converted.safetensors", dtype=torch.int8)
+    a, b = load_file(str(direct)), load_file(str(converted))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
