@@ -26,8 +26,8 @@ from .dvae import DiscreteVAE, DVAEOutput, code_usage, dvae_loss, kl_weight_at, 
 from .environment import pick_device
 from .paths import data_dir
 from .shapes import ShapesDataset
-from .training_loop import (RunProgress, check_resumable, load_average, machine_description, remove_state,
-                            run_steps, run_summary)
+from .training_loop import (RunProgress, remove_state, restore_run_state, run_record, run_steps, run_summary,
+                            save_run_state)
 
 
 @dataclass(frozen=True)
@@ -156,26 +156,18 @@ def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
     batch_rng = torch.Generator().manual_seed(seed)  # on the CPU, where the images are
     noise_rng = torch.Generator(device=device).manual_seed(seed + 1)  # Gumbel noise and restarts
+    generators = {"batch_rng": batch_rng, "noise_rng": noise_rng}
     run = RunProgress()
     if resume:
-        state = checkpoints.load_state(state_path)
-        check_resumable(state_path, state, DVAETrainConfig(**state["train_config"]), train_config, seed, model_config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        batch_rng.set_state(state["batch_rng"])
-        noise_rng.set_state(state["noise_rng"])
-        run = RunProgress(state["step"], state["elapsed"], state["history"])
+        run = restore_run_state(state_path, seed, model, optimizer, generators, train_config, model_config,
+                                lambda saved: DVAETrainConfig(**saved))
         write(f"resumed {state_path} at step {run.step}")
 
     train_images = load_images("train", train_config.train_images, preset_name)
     val_images = load_images("val", train_config.val_images, preset_name)
 
     def save_state() -> None:
-        checkpoints.save_state(state_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": run.step,
-            "batch_rng": batch_rng.get_state(), "noise_rng": noise_rng.get_state(), "seed": seed,
-            "elapsed": run.elapsed, "history": run.history,
-            "train_config": dataclasses.asdict(train_config), "model_config": dataclasses.asdict(model_config)})
+        save_run_state(state_path, run, seed, model, optimizer, generators, train_config, model_config)
 
     def one_step() -> tuple[torch.Tensor, DVAEOutput, dict]:
         s = schedules_at(run.step, train_config)
@@ -209,12 +201,8 @@ def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     if not summary["finished"]:
         save_state()
         return summary
-    history = run.history
     extra = {"command": command or cli_command(preset_name, seed, model_config, train_config),
-             "preset": preset_name, "seed": seed, "steps": run.step, "wall_seconds": summary["seconds"],
-             "machine": machine_description(device), "load_average_at_end": load_average(),
-             "train_config": dataclasses.asdict(train_config),
-             "final": history[-1] if history else {}, "history": history}
+             "preset": preset_name, **run_record(run, seed, device, train_config)}
     checkpoints.save(model.cpu(), model_config, final_path, extra=extra)
     remove_state(state_path)
     return summary

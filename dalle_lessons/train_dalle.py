@@ -30,8 +30,8 @@ from .environment import pick_device
 from .paths import cache_dir, data_dir
 from .shapes import ShapesDataset, caption_scene
 from .train import lr_at
-from .training_loop import (RunProgress, check_resumable, load_average, machine_description, remove_state,
-                            run_steps, run_summary)
+from .training_loop import (RunProgress, remove_state, restore_run_state, run_record, run_steps, run_summary,
+                            save_run_state)
 from .transformer import DalleTransformer
 
 
@@ -194,24 +194,15 @@ def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = Non
     optimizer = make_optimizer(model, train_config)
     batch_rng = torch.Generator().manual_seed(seed + 1)  # which pairs go in each batch
     dropout_rng = torch.Generator(device=device).manual_seed(seed + 2)  # caption dropout
+    generators = {"batch_rng": batch_rng, "dropout_rng": dropout_rng}
     run = RunProgress()
     if resume:
-        state = checkpoints.load_state(state_path)
-        saved = DalleTrainConfig(**{**state["train_config"], "betas": tuple(state["train_config"]["betas"])})
-        check_resumable(state_path, state, saved, train_config, seed, model_config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        batch_rng.set_state(state["batch_rng"])
-        dropout_rng.set_state(state["dropout_rng"])
-        run = RunProgress(state["step"], state["elapsed"], state["history"])
+        run = restore_run_state(state_path, seed, model, optimizer, generators, train_config, model_config,
+                                lambda saved: DalleTrainConfig(**{**saved, "betas": tuple(saved["betas"])}))
         write(f"resumed {state_path} at step {run.step}")
 
     def save_state() -> None:
-        checkpoints.save_state(state_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": run.step,
-            "batch_rng": batch_rng.get_state(), "dropout_rng": dropout_rng.get_state(), "seed": seed,
-            "elapsed": run.elapsed, "history": run.history, "train_config": dataclasses.asdict(train_config),
-            "model_config": dataclasses.asdict(model_config)})
+        save_run_state(state_path, run, seed, model, optimizer, generators, train_config, model_config)
 
     if train_config.precision not in ("fp32", "bf16"):
         raise ValueError(f"unknown precision {train_config.precision!r}: choose 'fp32' or 'bf16'")
@@ -245,12 +236,9 @@ def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = Non
     if not summary["finished"]:
         save_state()
         return summary
-    history = run.history
-    extra = {"command": cli_command(preset_name, seed, train_config), "preset": preset_name, "seed": seed,
-             "steps": run.step, "wall_seconds": summary["seconds"], "machine": machine_description(device),
-             "load_average_at_end": load_average(), "train_config": dataclasses.asdict(train_config),
+    extra = {"command": cli_command(preset_name, seed, train_config), "preset": preset_name,
              "dvae": str(Path(dvae_path).name if dvae_path else f"dvae-{preset_name}.safetensors"),
-             "final": history[-1] if history else {}, "history": history}
+             **run_record(run, seed, device, train_config)}
     # int8 storage (per-row scales): 8 MB instead of 32 MB for `cpu`, with the same generation fidelity as
     # float16 (measured); loading copies the weights back into float32
     checkpoints.save(model.cpu(), model_config, final_path, extra=extra, dtype=torch.int8)

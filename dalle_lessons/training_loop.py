@@ -74,6 +74,31 @@ class RunProgress:
     history: list[dict] = field(default_factory=list)
 
 
+def save_run_state(path: Path, run: RunProgress, seed: int, model: torch.nn.Module,
+                   optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator],
+                   train_config, model_config) -> None:
+    """Everything a resumed run needs: weights, optimizer, each named random generator, progress, settings."""
+    checkpoints.save_state(path, {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": run.step,
+        **{name: generator.get_state() for name, generator in generators.items()}, "seed": seed,
+        "elapsed": run.elapsed, "history": run.history,
+        "train_config": dataclasses.asdict(train_config), "model_config": dataclasses.asdict(model_config)})
+
+
+def restore_run_state(path: Path, seed: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      generators: dict[str, torch.Generator], train_config, model_config,
+                      read_train_config: Callable[[dict], Any]) -> RunProgress:
+    """Load what `save_run_state` wrote into `model`, `optimizer` and `generators`, after refusing a run
+    with other settings (`read_train_config` turns the saved dict back into the trainer's config)."""
+    state = checkpoints.load_state(path)
+    check_resumable(path, state, read_train_config(state["train_config"]), train_config, seed, model_config)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    for name, generator in generators.items():
+        generator.set_state(state[name])
+    return RunProgress(state["step"], state["elapsed"], state["history"])
+
+
 def run_steps(progress: RunProgress, total: int, one_step: Callable[[], Any],
               validate: Callable[[Any], dict], save_state: Callable[[], None], *,
               eval_every: int, checkpoint_every: int, state_path: Path, stop_at: int | None = None,
@@ -125,6 +150,14 @@ def run_summary(name: str, progress: RunProgress, total: int, final_path: Path, 
     finished = progress.step >= total
     return {"name": name, "path": str(final_path if finished else state_path), "step": progress.step,
             "seconds": round(progress.elapsed, 1), "finished": finished, "history": progress.history}
+
+
+def run_record(run: RunProgress, seed: int, device: str, train_config) -> dict:
+    """What a finished checkpoint's JSON records about its run (besides the trainer's own command)."""
+    return {"seed": seed, "steps": run.step, "wall_seconds": round(run.elapsed, 1),
+            "machine": machine_description(device), "load_average_at_end": load_average(),
+            "train_config": dataclasses.asdict(train_config),
+            "final": run.history[-1] if run.history else {}, "history": run.history}
 
 
 def remove_state(state_path: Path) -> None:
