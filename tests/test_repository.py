@@ -70,3 +70,33 @@ def test_readme_quick_start_gives_exactly_two_commands():
 
 def test_nbval_sanitizer_is_shipped():
     assert "[memory addresses]" in (ROOT / "tests" / "nbval_sanitize.cfg").read_text()
+
+
+def test_notebooks_store_the_kernelspec_jupyterlab_writes():
+    """Opening a lesson must not mark it modified: JupyterLab writes ipykernel's own display name."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    assert notebook_tool.KERNELSPEC == {"display_name": spec.display_name, "language": spec.language,
+                                        "name": "python3"}
+    for path in ROOT.glob("notebooks/**/*.ipynb"):
+        assert nbformat.read(path, as_version=4).metadata["kernelspec"] == notebook_tool.KERNELSPEC, path
+
+
+def test_stats_counts_only_outputs_nbval_compares():
+    code = nbformat.v4.new_code_cell
+    figure = nbformat.v4.new_output("display_data", data={"image/png": "iVBOR", "text/plain": "<Figure size 640x480 with 1 Axes>"})
+    printed = nbformat.v4.new_output("stream", name="stdout", text="loss 0.123\n")
+    error = nbformat.v4.new_output("error", ename="ValueError", evalue="empty prompt", traceback=[])
+    cells = {
+        "compared": code("print(1)", outputs=[printed]),
+        "image only": code("plt.show()", outputs=[figure]),
+        "ignored": code("# NBVAL_IGNORE_OUTPUT\nprint(1)", outputs=[printed]),
+        "skipped": code("# NBVAL_SKIP\nprint(1)", outputs=[printed]),
+    }
+    for expected, cell in cells.items():
+        assert notebook_tool.classify(cell) == expected, expected
+    assert notebook_tool.classify(code("print(1); plt.show()", outputs=[printed, figure])) == "compared"
+    assert notebook_tool.classify(code("# NBVAL_RAISES_EXCEPTION\ngenerate('')", outputs=[error])) == "compared"
+    tagged = code("print(1)", outputs=[printed], metadata={"tags": ["nbval-ignore-output"]})
+    assert notebook_tool.classify(tagged) == "ignored"
+    assert notebook_tool.compared_text(cells["compared"]) == ["loss 0.123\n"]

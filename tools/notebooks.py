@@ -8,7 +8,8 @@ it top to bottom with a fresh kernel, and saves it with its outputs:
     python tools/notebooks.py build            # every notebook, in order (then the solutions)
     python tools/notebooks.py build 02 03      # only those whose name starts with 02 or 03
     python tools/notebooks.py check            # sources and committed notebooks agree (a test runs this)
-    python tools/notebooks.py stats            # how many output cells strict nbval compares
+    python tools/notebooks.py stats            # how many output cells strict nbval really compares
+    python tools/notebooks.py kernelspec       # rewrite committed notebooks' kernelspec in place
 
 Sources:  notebooks/src/NN_name.py            -> notebooks/NN_name.ipynb
           notebooks/src/solutions/NN_name.py  -> notebooks/solutions/NN_name.ipynb
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,10 @@ from dalle_lessons.paths import REPO_URL  # noqa: E402
 
 NOTEBOOKS = ROOT / "notebooks"
 SOURCES = NOTEBOOKS / "src"
+
+#: The kernelspec JupyterLab writes into a notebook it opens (ipykernel's own kernel.json). Storing
+#: exactly this keeps a notebook unmodified when it is merely opened (a test compares it with ipykernel's).
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 INSTALL_CELL = f'''# NBVAL_SKIP
 # Colab or a fresh Python: fetch the course and install its package when it is missing.
@@ -75,7 +81,7 @@ def notebook_from_source(source: Path) -> nbformat.NotebookNode:
     cells.insert(position, nbformat.v4.new_code_cell(INSTALL_CELL))
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata = {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "kernelspec": dict(KERNELSPEC),
         "language_info": {"name": "python"},
     }
     return nb
@@ -133,27 +139,101 @@ def check() -> list[str]:
         committed = [(c.cell_type, c.source) for c in committed_nb.cells]
         if expected != committed:
             problems.append(f"{target.relative_to(ROOT)} differs from {source.relative_to(ROOT)}: rebuild it")
+        if committed_nb.metadata.get("kernelspec") != KERNELSPEC:
+            problems.append(f"{target.relative_to(ROOT)} has kernelspec {committed_nb.metadata.get('kernelspec')}, "
+                            f"not {KERNELSPEC}: run `python tools/notebooks.py kernelspec`")
         counts = [c.execution_count for c in committed_nb.cells if c.cell_type == "code"]
         if counts != list(range(1, len(counts) + 1)):
             problems.append(f"{target.relative_to(ROOT)} was not executed top to bottom: rebuild it")
     return problems
 
 
-def stats() -> None:
-    """Per notebook: code cells, and how many of those with output strict nbval compares."""
-    total_out = total_compared = 0
+#: Output keys strict nbval leaves out of its comparison (nbval 0.11, `IPyNbFile.__init__`, without nbdime):
+#: pictures and widget ids are never compared, nor stream names, tracebacks or metadata.
+NBVAL_SKIP_COMPARE = {"metadata", "traceback", "prompt_number", "output_type", "name", "execution_count",
+                      "application/vnd.jupyter.widget-view+json", "image/png", "image/jpeg"}
+#: matplotlib's text stand-in for a figure: nbval compares it, but it says nothing about the picture.
+FIGURE_REPR = re.compile(r"^<Figure size [0-9.]+x[0-9.]+ with \d+ Axes>$")
+
+
+def nbval_options(cell: nbformat.NotebookNode) -> dict:
+    """nbval's options for a code cell, read by nbval's own parsers (tags first, comments win)."""
+    from nbval.plugin import find_comment_markers, find_metadata_tags
+    options = dict(find_metadata_tags(cell.metadata))
+    options.update(find_comment_markers(cell.source))
+    return options
+
+
+def compared_text(cell: nbformat.NotebookNode) -> list[str]:
+    """The committed outputs of a code cell that strict nbval compares, as text, figure stand-ins left out.
+
+    Follows nbval: a cell marked NBVAL_SKIP or NBVAL_IGNORE_OUTPUT (comment or tag) is not compared; otherwise
+    stream text, error names and messages and every non-picture MIME type are, except matplotlib's
+    `<Figure size ...>` line, which only restates the figure's size.
+    """
+    options = nbval_options(cell)
+    if options.get("skip") or options.get("check") is False:
+        return []
+    texts = []
+    for output in cell.outputs:
+        if output.output_type == "stream":
+            texts.append(output.text)
+        elif output.output_type == "error":
+            texts.append(f"{output.ename}: {output.evalue}")
+        else:
+            for mime, value in output.get("data", {}).items():
+                if mime in NBVAL_SKIP_COMPARE:
+                    continue
+                value = value if isinstance(value, str) else json.dumps(value)
+                if not (mime == "text/plain" and FIGURE_REPR.match(value.strip())):
+                    texts.append(value)
+    return [t for t in texts if t.strip()]
+
+
+def classify(cell: nbformat.NotebookNode) -> str:
+    """'compared', 'image only' (nbval compares nothing but a figure's size), 'ignored' or 'skipped'."""
+    options = nbval_options(cell)
+    if options.get("skip"):
+        return "skipped"
+    if options.get("check") is False:
+        return "ignored"
+    return "compared" if compared_text(cell) else "image only"
+
+
+def stats() -> tuple[int, int]:
+    """Per notebook: code cells with output, and how many of those have text strict nbval compares."""
+    totals = {"compared": 0, "image only": 0, "ignored": 0, "skipped": 0}
+    print(f"{'notebook':54} {'code':>4} {'output':>6} {'compared':>8} {'image only':>10} {'ignored':>7} {'skipped':>7}")
     for source in all_sources():
         nb = nbformat.read(target_for(source), as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
-        with_output = [c for c in code if c.outputs]
-        compared = [c for c in with_output
-                    if not c.source.lstrip().startswith(("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP"))]
-        total_out += len(with_output)
-        total_compared += len(compared)
-        print(f"{str(target_for(source).relative_to(ROOT)):58} {len(code):3} code cells, "
-              f"{len(compared):3}/{len(with_output):3} output cells compared")
-    print(f"{'all notebooks':58} {total_compared}/{total_out} = {100 * total_compared / max(total_out, 1):.0f} % "
-          "of output cells compared")
+        kinds = [classify(c) for c in code if c.outputs]
+        counts = {kind: kinds.count(kind) for kind in totals}
+        for kind in totals:
+            totals[kind] += counts[kind]
+        print(f"{str(target_for(source).relative_to(ROOT)):54} {len(code):4} {len(kinds):6} {counts['compared']:8} "
+              f"{counts['image only']:10} {counts['ignored']:7} {counts['skipped']:7}")
+    with_output = sum(totals.values())
+    print(f"all notebooks: strict nbval compares the text of {totals['compared']} of {with_output} output cells "
+          f"({100 * totals['compared'] / max(with_output, 1):.0f} %); {totals['image only']} show only a figure "
+          f"(nbval does not compare pictures), {totals['ignored']} are NBVAL_IGNORE_OUTPUT, "
+          f"{totals['skipped']} NBVAL_SKIP")
+    return totals["compared"], with_output
+
+
+def set_kernelspec() -> list[Path]:
+    """Write KERNELSPEC into every committed notebook whose metadata differs; outputs stay as they are."""
+    changed = []
+    for source in all_sources():
+        target = target_for(source)
+        if not target.exists():
+            continue
+        nb = nbformat.read(target, as_version=4)
+        if nb.metadata.get("kernelspec") != KERNELSPEC:
+            nb.metadata["kernelspec"] = dict(KERNELSPEC)
+            nbformat.write(nb, target)
+            changed.append(target)
+    return changed
 
 
 def main() -> None:
@@ -163,12 +243,16 @@ def main() -> None:
     b.add_argument("prefixes", nargs="*", help="only notebooks whose file name starts with one of these")
     b.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     sub.add_parser("check", help="verify committed notebooks match their sources")
-    sub.add_parser("stats", help="count the output cells strict nbval compares")
+    sub.add_parser("stats", help="count the output cells whose text strict nbval compares")
+    sub.add_parser("kernelspec", help="store the kernelspec JupyterLab writes in every committed notebook")
     args = parser.parse_args()
     if args.command == "build":
         build(args.prefixes, args.timeout)
     elif args.command == "stats":
         stats()
+    elif args.command == "kernelspec":
+        changed = set_kernelspec()
+        print("\n".join(f"updated {p.relative_to(ROOT)}" for p in changed) or "every notebook already has it")
     else:
         problems = check()
         print("\n".join(problems) or "all notebooks match their sources")
