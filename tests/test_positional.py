@@ -1,11 +1,9 @@
-"""Position embeddings: the sinusoidal closed form, learned and row/column tables, and lesson 03's checks."""
+"""Position embeddings: the sinusoidal closed form, learned and row/column tables."""
 import math
 
 import pytest
 import torch
 
-from dalle_lessons.exercises.l03_positions import (check_raster_positions, check_shift_matrix,
-                                                   check_sinusoidal_table)
 from dalle_lessons.positional import (LearnedPositionalEmbedding, RowColumnPositionalEmbedding,
                                       SinusoidalPositionalEmbedding, sinusoidal_table)
 
@@ -132,74 +130,4 @@ def test_too_many_positions_names_both_numbers(make, built):
     with pytest.raises(ValueError, match=rf"asked for {built + 1} positions but was built for {built}"):
         module(built + 1)
 
-
-# --- lesson 03 exercise checks --------------------------------------------------------------------
-
-def _unfinished(*args):
-    raise NotImplementedError
-
-
-def _sinusoidal_right(n, dim):
-    pos = torch.arange(n).float()[:, None]
-    angle = pos / 10000 ** (torch.arange(0, dim, 2).float() / dim)
-    return torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(n, dim)
-
-
-def _sinusoidal_concatenated(n, dim):
-    pos = torch.arange(n).float()[:, None]
-    angle = pos / 10000 ** (torch.arange(0, dim, 2).float() / dim)
-    return torch.cat([angle.sin(), angle.cos()], dim=1)
-
-
-def _sinusoidal_swapped(n, dim):
-    return _sinusoidal_right(n, dim).reshape(n, dim // 2, 2).flip(-1).reshape(n, dim)
-
-
-def _sinusoidal_half_exponent(n, dim):
-    pos = torch.arange(n).float()[:, None]
-    angle = pos / 10000 ** (torch.arange(dim // 2).float() / dim)
-    return torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(n, dim)
-
-
-def _shift_right(k, dim):
-    m = torch.zeros(dim, dim)
-    for i in range(dim // 2):
-        b = k / 10000 ** (2 * i / dim)
-        m[2 * i: 2 * i + 2, 2 * i: 2 * i + 2] = torch.tensor([[math.cos(b), math.sin(b)], [-math.sin(b), math.cos(b)]])
-    return m
-
-
-@pytest.mark.parametrize("check, right, wrongs", [
-    (check_sinusoidal_table, _sinusoidal_right, [
-        (_sinusoidal_concatenated, "interleave"),
-        (_sinusoidal_swapped, "are swapped"),
-        (_sinusoidal_half_exponent, "2i/dim"),
-        (lambda n, dim: _sinusoidal_right(n, dim).T, "transposed"),
-        (lambda n, dim: torch.zeros(n, dim), "Position 0"),
-        (lambda n, dim: _sinusoidal_right(n, dim).tolist(), "torch.Tensor"),
-        (lambda n, dim: _sinusoidal_right(n, dim) * torch.linspace(1, 1.1, n)[:, None], "column"),
-    ]),
-    (check_raster_positions, lambda row, col: (row[:, None] + col[None, :]).reshape(-1, row.shape[1]), [
-        (lambda row, col: (row[None, :] + col[:, None]).reshape(-1, row.shape[1]), "column by column"),
-        (lambda row, col: row[:, None] + col[None, :], "flatten"),
-        (lambda row, col: torch.cat([row.repeat_interleave(len(col), 0), col.repeat(len(row), 1)], 1),
-         "not concatenated"),
-        (lambda row, col: row.repeat_interleave(len(col), 0), "both vectors"),
-        (lambda row, col: (row[:, None] - col[None, :]).reshape(-1, row.shape[1]), "row_table[t // g]"),
-    ]),
-    (check_shift_matrix, _shift_right, [
-        (lambda k, dim: _shift_right(k, dim).T, "transpose"),
-        (lambda k, dim: torch.eye(dim), "misses"),
-        (lambda k, dim: torch.zeros(dim, dim), "all zeros"),
-        (lambda k, dim: torch.eye(dim + 1), "square"),
-    ]),
-])
-def test_exercise_checks(check, right, wrongs, capsys):
-    assert check(right) is True
-    assert "correct" in capsys.readouterr().out
-    assert check(_unfinished) is False
-    assert "not attempted" in capsys.readouterr().out
-    for wrong, hint in wrongs:
-        assert check(wrong) is False
-        out = capsys.readouterr().out
-        assert "not yet" in out and hint in out, out
+# Lesson 03's exercise checks are tested in tests/test_exercises_l03.py.

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from dalle_lessons.exercises import Feedback, report
+from dalle_lessons.exercises import Feedback, call_learner, report
 from dalle_lessons.positional import sinusoidal_table
 
 ATOL = 1e-4  # a float32 table from the learner's own arithmetic is accurate to ~1e-6 here
@@ -32,108 +32,84 @@ def _first_difference(got: torch.Tensor, want: torch.Tensor, rows: str, cols: st
     return f"the largest difference is at {rows} {r}, {cols} {c}: expected {want[r, c]:.4f}, got {got[r, c]:.4f}."
 
 
-# --- exercise 1: the sinusoidal table -------------------------------------------------------------
+# --- exercise 1: fixed 2-D sinusoidal positions for an image grid ----------------------------------
 
-def _table_variant(n: int, dim: int, mistake: str) -> torch.Tensor:
-    """The table as a common mistake would build it (for feedback only)."""
-    pos = torch.arange(n, dtype=torch.float64)[:, None]
-    half = torch.arange(dim // 2, dtype=torch.float64)
-    exponent = {"i_over_dim": half / dim}.get(mistake, 2 * half / dim)
-    angle = pos / 10000.0 ** exponent
-    if mistake == "concatenated":
-        return torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
-    table = torch.empty(n, dim, dtype=torch.float64)
-    first, second = (torch.cos, torch.sin) if mistake == "swapped" else (torch.sin, torch.cos)
-    table[:, 0::2], table[:, 1::2] = first(angle), second(angle)
-    if mistake == "own_frequency":  # column j uses exponent j/dim, so cos columns get another speed
-        cols = torch.arange(dim, dtype=torch.float64)
-        own = pos / 10000.0 ** (cols / dim)
-        table[:, 1::2] = torch.cos(own[:, 1::2])
-    return table
+def _grid_variant(height: int, width: int, dim: int, mistake: str) -> torch.Tensor:
+    """The 2-D table as a common mistake (or a shortcut) would build it (for feedback only)."""
+    t = torch.arange(height * width)
+    rows, cols = t // width, t % width
+    if mistake == "divided_by_height":
+        rows, cols = t // height, t % height
+    if mistake == "column_major":
+        rows, cols = t % height, t // height
+    if mistake == "one_d":
+        return sinusoidal_table(height * width, dim).double()
+    if mistake == "added":
+        return (sinusoidal_table(height, dim)[rows.clamp(max=height - 1)]
+                + sinusoidal_table(width, dim)[cols.clamp(max=width - 1)]).double()
+    row_part = sinusoidal_table(max(height, width), dim // 2)[rows]
+    col_part = sinusoidal_table(max(height, width), dim // 2)[cols]
+    if mistake == "column_first":
+        return torch.cat([col_part, row_part], dim=1).double()
+    return torch.cat([row_part, col_part], dim=1).double()
 
 
-_TABLE_MISTAKES = {
-    "swapped": "Sin and cos are swapped: sin goes in the even columns (0, 2, 4, ...) and cos in the odd "
-               "ones, so that position 0 is [0, 1, 0, 1, ...].",
-    "concatenated": "You put all the sines first and then all the cosines. The paper interleaves them: "
-                    "column 2i holds sin and column 2i+1 holds cos of the same angle "
-                    "(fill table[:, 0::2] and table[:, 1::2]).",
-    "i_over_dim": "The frequencies are off: the exponent is 2i/dim, where 2i is the even column index "
-                  "(0, 2, 4, ...), not i/dim with i = 0, 1, 2, ...",
-    "own_frequency": "The cos columns use their own frequency: a (sin, cos) pair shares one angle, "
-                     "so column 2i+1 uses the same exponent 2i/dim as column 2i.",
+_GRID_MISTAKES = {
+    "one_d": "This is the 1-D table of section 3: it numbers the tokens 0 .. height*width-1 like words in a "
+             "sentence, so token `width - 1` (end of the first row) and token `width` (start of the "
+             "second) look like neighbours. Encode the row and the column separately.",
+    "added": "You added a row table and a column table of full width. With the same formula for both, token "
+             "(r, c) and token (c, r) then get the same vector: the model could not tell a shape at the top "
+             "right from one at the bottom left. Concatenate instead: dim/2 columns for the row, dim/2 for "
+             "the column.",
+    "divided_by_height": "The grid is not square here: token t sits at row t // width and column t % width "
+                         "(a row holds `width` tokens), not t // height.",
+    "column_major": "You walked the grid column by column. Raster order is row-major: token t sits at row "
+                    "t // width and column t % width.",
+    "column_first": "The halves are swapped: the first dim/2 columns encode the row, the last dim/2 the column.",
 }
 
 
-def check_sinusoidal_table(fn: Callable[[int, int], torch.Tensor]) -> bool:
-    """Exercise 1: `fn(n_positions, dim)` builds the [n_positions, dim] sinusoidal table."""
+def check_sincos_grid(fn: Callable[[int, int, int], torch.Tensor]) -> bool:
+    """Exercise 1: `fn(height, width, dim)` gives token t = (r, c) the vector [PE_{dim/2}(r) | PE_{dim/2}(c)]."""
 
     def check() -> None:
-        for n, dim in [(16, 8), (50, 32)]:
-            got = _as_tensor(fn(n, dim), f"sinusoidal_table({n}, {dim})")
-            want = sinusoidal_table(n, dim).double()
-            if got.shape == (dim, n) and n != dim:
-                raise Feedback(f"The shape is transposed: expected ({n}, {dim}) — one row per position, "
-                               f"one column per dimension — but got {tuple(got.shape)}.")
+        for height, width, dim in [(3, 5, 8), (4, 2, 16), (2, 7, 12)]:
+            what = f"my_sincos_grid({height}, {width}, {dim})"
+            got = _as_tensor(call_learner(fn, what, height, width, dim), what)
+            want = _grid_variant(height, width, dim, "right")
+            if got.shape == (height, width, dim):
+                raise Feedback(f"You returned the grid as ({height}, {width}, {dim}); flatten it to "
+                               f"({height * width}, {dim}) in raster order (row by row).")
+            if got.shape == (height * width, 2 * dim):
+                raise Feedback("The result is twice too wide: each half (row, column) should be a "
+                               "sinusoidal table of width dim/2, so the whole vector has width dim.")
             if got.shape != want.shape:
-                raise Feedback(f"Expected shape ({n}, {dim}) (one row per position), got {tuple(got.shape)}.")
+                raise Feedback(f"For a {height}x{width} grid with dim={dim}, expected shape "
+                               f"({height * width}, {dim}) (one row per image token), got {tuple(got.shape)}.")
             if _close(got, want):
                 continue
-            for mistake, message in _TABLE_MISTAKES.items():
-                if _close(got, _table_variant(n, dim, mistake)):
+            for mistake, message in _GRID_MISTAKES.items():
+                if _close(got, _grid_variant(height, width, dim, mistake)):
                     raise Feedback(message)
-            if not _close(got[0], want[0]):
-                raise Feedback("Position 0 should be [0, 1, 0, 1, ...] (sin 0 = 0 and cos 0 = 1), "
-                               f"but it starts {[round(v, 3) for v in got[0, :4].tolist()]}.")
-            raise Feedback(f"For n_positions={n}, dim={dim}, " + _first_difference(got, want, "position", "column")
-                           + " Recall PE[pos, 2i] = sin(pos / 10000^(2i/dim)) and PE[pos, 2i+1] = cos(same angle).")
+            raise Feedback(f"For a {height}x{width} grid with dim={dim}, "
+                           + _first_difference(got, want, "token", "column")
+                           + " Token t = (r, c) with r = t // width, c = t % width gets "
+                             "sinusoidal_table(·, dim // 2)[r] followed by sinusoidal_table(·, dim // 2)[c].")
 
-    return report("Exercise 1 (sinusoidal table)", check)
-
-
-# --- exercise 2: row + column positions in raster order -------------------------------------------
-
-def check_raster_positions(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
-    """Exercise 2: `fn(row_table, col_table)` gives token t the vector row[t // g] + col[t % g]."""
-
-    def check() -> None:
-        gen = torch.Generator().manual_seed(3)
-        for g, dim in [(3, 4), (5, 6)]:
-            row, col = torch.randn(g, dim, generator=gen), torch.randn(g, dim, generator=gen)
-            got = _as_tensor(fn(row.clone(), col.clone()), f"Your function (for a {g}x{g} grid)")
-            t = torch.arange(g * g)
-            want = (row[t // g] + col[t % g]).double()
-            if got.shape == (g, g, dim):
-                raise Feedback(f"You returned the grid as ({g}, {g}, {dim}); flatten it to ({g * g}, {dim}) "
-                               "in raster order (row by row), e.g. with .reshape(g * g, dim).")
-            if got.shape == (g * g, 2 * dim):
-                raise Feedback("The row and column vectors should be added, not concatenated: the result "
-                               "has the model's width dim, so it can be added to the token embeddings.")
-            if got.shape != want.shape:
-                raise Feedback(f"For a {g}x{g} grid with dim={dim}, expected shape ({g * g}, {dim}) "
-                               f"(one row per image token), got {tuple(got.shape)}.")
-            if _close(got, want):
-                continue
-            if _close(got, row[t % g] + col[t // g]):
-                raise Feedback("You walked the grid column by column. Raster order is row-major: token t "
-                               "sits at row t // g and column t % g.")
-            if _close(got, row[t // g]) or _close(got, col[t % g]) or _close(got, col[t // g]) or _close(got, row[t % g]):
-                raise Feedback("Each token needs both vectors: its row's plus its column's.")
-            raise Feedback(f"For a {g}x{g} grid, " + _first_difference(got, want, "token", "dimension")
-                           + " Token t should get row_table[t // g] + col_table[t % g].")
-
-    return report("Exercise 2 (row + column positions)", check)
+    return report("Exercise 1 (2-D sinusoidal grid)", check)
 
 
-# --- exercise 3: the relative-position rotation ---------------------------------------------------
+# --- exercise 2: the relative-position rotation ---------------------------------------------------
 
 def check_shift_matrix(fn: Callable[[int, int], torch.Tensor]) -> bool:
-    """Exercise 3: `fn(k, dim)` is the [dim, dim] matrix M with M @ PE[pos] = PE[pos + k] for every pos."""
+    """Exercise 2: `fn(k, dim)` is the [dim, dim] matrix M with M @ PE[pos] = PE[pos + k] for every pos."""
 
     def check() -> None:
         n = 40
         for k, dim in [(1, 8), (3, 16), (7, 16)]:
-            matrix = _as_tensor(fn(k, dim), f"shift_matrix({k}, {dim})")
+            what = f"my_shift_matrix({k}, {dim})"
+            matrix = _as_tensor(call_learner(fn, what, k, dim), what)
             if matrix.shape != (dim, dim):
                 raise Feedback(f"Expected a square ({dim}, {dim}) matrix for dim={dim}, got {tuple(matrix.shape)}.")
             table = sinusoidal_table(n, dim).double()
@@ -150,4 +126,53 @@ def check_shift_matrix(fn: Callable[[int, int], torch.Tensor]) -> bool:
                            "block on the diagonal turns its pair by the angle k * w_i, with "
                            "w_i = 1 / 10000^(2i/dim); everything off those blocks is 0.")
 
-    return report("Exercise 3 (shift matrix)", check)
+    return report("Exercise 2 (shift matrix)", check)
+
+
+# --- exercise 3: similarity by offset, averaged over starting positions ----------------------------
+
+def similarity_by_offset_reference(table: torch.Tensor, max_offset: int) -> torch.Tensor:
+    """Mean cosine similarity of PE[p] and PE[p + k] over every p, for k = 1 .. max_offset (float64)."""
+    unit = torch.nn.functional.normalize(table.detach().double(), dim=-1)
+    sims = unit @ unit.T
+    return torch.stack([sims.diagonal(k).mean() for k in range(1, max_offset + 1)])
+
+
+def check_similarity_by_offset(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> bool:
+    """Exercise 3: `fn(table, max_offset)` -> [max_offset]: mean cosine similarity at offsets 1..max_offset."""
+
+    def check() -> None:
+        gen = torch.Generator().manual_seed(5)
+        tables = [torch.randn(12, 6, generator=gen) * torch.rand(12, 1, generator=gen) * 3 + 0.3,
+                  torch.randn(9, 16, generator=gen) + torch.linspace(0, 2, 9)[:, None]]
+        for table, max_offset in zip(tables, (5, 8)):
+            what = f"Your function (a {table.shape[0]}-position table, max_offset={max_offset})"
+            got = _as_tensor(call_learner(fn, what, table.clone(), max_offset), what).flatten()
+            want = similarity_by_offset_reference(table, max_offset)
+            unit = torch.nn.functional.normalize(table.double(), dim=-1)
+            sims, dots = unit @ unit.T, table.double() @ table.double().T
+            if got.shape == (max_offset + 1,) and _close(got[1:], want):
+                raise Feedback("You included offset 0 (every vector with itself, always 1): return offsets "
+                               f"1 .. max_offset, {max_offset} values.")
+            if got.shape != want.shape:
+                raise Feedback(f"{what} should return {max_offset} values (offsets 1 .. {max_offset}), "
+                               f"got shape {tuple(got.shape)}.")
+            if _close(got, want):
+                continue
+            offsets = range(1, max_offset + 1)
+            if _close(got, torch.stack([sims[0, k] for k in offsets])):
+                raise Feedback("You read the similarities from position 0 only (row 0 of the matrix, as "
+                               "section 3 did). That was enough for sinusoids, whose similarity depends only "
+                               "on the offset; a learned table owes nothing to that rule. Average over every "
+                               "start p: the k-th diagonal of the similarity matrix.")
+            if _close(got, torch.stack([dots.diagonal(k).mean() for k in offsets])):
+                raise Feedback("You averaged raw dot products. Use cosine similarity (normalise each row "
+                               "first), so that a table whose vectors grow with the position is not "
+                               "mistaken for one whose vectors point the same way.")
+            if _close(got, torch.stack([sims.diagonal(k).sum() for k in offsets])):
+                raise Feedback("You summed the diagonal instead of averaging it: offset k has only "
+                               "n - k pairs, so sums shrink with k for no reason.")
+            raise Feedback(f"{what}: " + f"at offset 1 expected {want[0]:.4f}, got {got[0]:.4f}. "
+                           "Offset k's value is the mean, over p = 0 .. n-1-k, of cos(PE[p], PE[p + k]).")
+
+    return report("Exercise 3 (similarity by offset)", check)

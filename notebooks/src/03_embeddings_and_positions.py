@@ -270,7 +270,7 @@ plt.show()
 # distance: `PE[p] · PE[p+k] = Σ_i cos(k·ω_i)` for every `p`, because each pair is a point on a circle
 # and the dot product of two such points depends only on the angle between them. That is what the
 # paper hoped would let the model attend "by relative position": moving `k` steps is the same rotation
-# of every pair wherever you start (exercise 3 builds that rotation).
+# of every pair wherever you start (exercise 2 builds that rotation).
 
 # %%
 for k in (0, 1, 2, 4, 8, 16, 32):
@@ -463,48 +463,37 @@ print(f"{caption!r}: {len(ids) - n_pad} caption tokens, {n_pad} pads")
 #
 # ## 7. Exercises
 #
-# Each exercise is a function for you to fill in: replace `raise NotImplementedError` with your code and
-# run the cell below it. The check compares your function with the library's and says, in plain words,
-# what is wrong. Solutions are in `notebooks/solutions/03_embeddings_and_positions.ipynb`.
+# Each exercise asks for something this lesson has not shown: a variation, a new piece, or an
+# experiment. Replace `raise NotImplementedError` with your code and run the cell below it; the check
+# says, in plain words, what is wrong. Solutions are in `notebooks/solutions/03_embeddings_and_positions.ipynb`.
 
 # %%
-from dalle_lessons.exercises.l03_positions import (check_raster_positions, check_shift_matrix,
-                                                   check_sinusoidal_table)
+from dalle_lessons.exercises.l03_positions import (check_shift_matrix, check_similarity_by_offset,
+                                                   check_sincos_grid)
 
 # %% [markdown]
-# ### Exercise 1: the sinusoidal table
+# ### Exercise 1: fixed positions for an image grid
 #
-# Write `my_sinusoidal_table(n_positions, dim)` returning the `[n_positions, dim]` table with
-# `PE[pos, 2i] = sin(pos / 10000^(2i/dim))` and `PE[pos, 2i+1] = cos(pos / 10000^(2i/dim))`, without
-# looking back at section 3 if you can. *Hint:* build the angles as a `[n_positions, dim/2]` grid, then
-# fill `table[:, 0::2]` and `table[:, 1::2]`.
+# DALL·E learns its row and column vectors (section 5). Later image models (MAE, many ViTs) use a
+# **fixed** 2-D version of section 3's sinusoids instead: for the token at row `r`, column `c` of a
+# `height × width` grid, the first `dim/2` numbers are the 1-D sinusoidal encoding of `r` (a table of
+# width `dim/2`) and the last `dim/2` the encoding of `c`. Write `my_sincos_grid(height, width, dim)`
+# returning the `[height*width, dim]` table in raster order. Grids need not be square here, and `dim`
+# is a multiple of 4. You may use `sinusoidal_table` for the 1-D parts.
+#
+# *Think first:* why concatenate the two halves rather than **add** a row table and a column table of
+# full width, as DALL·E does with its learned ones? (The check tells you if you try.)
 
 # %%
-def my_sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
+def my_sincos_grid(height: int, width: int, dim: int) -> torch.Tensor:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_sinusoidal_table(my_sinusoidal_table)
+ok = check_sincos_grid(my_sincos_grid)
 
 # %% [markdown]
-# ### Exercise 2: row + column positions in raster order
-#
-# Given a `row_table` `[g, dim]` and a `col_table` `[g, dim]`, return the `[g*g, dim]` position vectors
-# of a `g × g` image grid in raster order: token `t` gets `row_table[t // g] + col_table[t % g]`.
-# *Hint:* either index with `torch.arange(g * g)`, or add a `[g, 1, dim]` view to a `[1, g, dim]` view and
-# reshape. Do not hard-code `g = 8`.
-
-# %%
-def my_raster_positions(row_table: torch.Tensor, col_table: torch.Tensor) -> torch.Tensor:
-    # Your code here.
-    raise NotImplementedError
-
-
-ok = check_raster_positions(my_raster_positions)
-
-# %% [markdown]
-# ### Exercise 3: moving by k positions is a rotation
+# ### Exercise 2: moving by k positions is a rotation
 #
 # Section 3 claimed that stepping `k` positions ahead is the same linear map wherever you start. Build
 # it: return the `[dim, dim]` matrix `M` with `M @ PE[pos] = PE[pos + k]` for every `pos`.
@@ -518,6 +507,43 @@ def my_shift_matrix(k: int, dim: int) -> torch.Tensor:
 
 
 ok = check_shift_matrix(my_shift_matrix)
+
+# %% [markdown]
+# ### Exercise 3 (experiment): what did training teach the positions?
+#
+# Section 4's learned table started as noise, with no notion of "nearby". The shipped model
+# (`data/dalle-cpu.safetensors`, lesson 06) trained its text positions and its image row and column
+# vectors for 3000 steps. **Predict before you measure:** after training, are neighbouring text
+# positions more alike than distant ones, as with sinusoids? And neighbouring image rows?
+#
+# To measure it, write `my_similarity_by_offset(table, max_offset)`: for `k = 1 .. max_offset`, the
+# **mean** cosine similarity of `table[p]` and `table[p + k]` over every starting position `p`. Section 3
+# read these numbers off row 0 of the similarity matrix; that was enough for sinusoids, but is it for a
+# learned table? Then run the cell after the check.
+
+# %%
+def my_similarity_by_offset(table: torch.Tensor, max_offset: int) -> torch.Tensor:
+    # Your code here.
+    raise NotImplementedError
+
+
+ok = check_similarity_by_offset(my_similarity_by_offset)
+
+# %%
+from dalle_lessons import checkpoints
+from dalle_lessons.paths import data_dir
+from dalle_lessons.transformer import DalleTransformer
+
+if not ok:
+    print("Finish exercise 3 first, then run this cell.")
+else:
+    torch.manual_seed(0)
+    trained, untrained = checkpoints.load(data_dir() / "dalle-cpu.safetensors"), DalleTransformer(cfg)
+    for name, model in (("untrained", untrained), ("trained", trained)):
+        text = my_similarity_by_offset(model.text_pos.embedding.weight[1:], 6)  # row 0 is the start vector's
+        rows = my_similarity_by_offset(model.image_pos.row.weight, 6)
+        print(f"{name:>9}  text offsets 1..6: {' '.join(f'{v:+.3f}' for v in text.tolist())}")
+        print(f"{'':>9}  rows offsets 1..6: {' '.join(f'{v:+.3f}' for v in rows.tolist())}")
 
 # %% [markdown]
 # ## Takeaways

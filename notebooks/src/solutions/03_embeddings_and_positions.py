@@ -10,57 +10,46 @@ import math
 
 import torch
 
-from dalle_lessons.exercises.l03_positions import (check_raster_positions, check_shift_matrix,
-                                                   check_sinusoidal_table)
-from dalle_lessons.positional import RowColumnPositionalEmbedding, sinusoidal_table
+from dalle_lessons import checkpoints
+from dalle_lessons.config import get_preset
+from dalle_lessons.exercises.l03_positions import (check_shift_matrix, check_similarity_by_offset,
+                                                   check_sincos_grid)
+from dalle_lessons.paths import data_dir
+from dalle_lessons.positional import sinusoidal_table
+from dalle_lessons.transformer import DalleTransformer
 
 torch.set_printoptions(precision=4, sci_mode=False)
 
 # %% [markdown]
-# ### Exercise 1: the sinusoidal table
+# ### Exercise 1: fixed positions for an image grid
 #
-# One angle per (position, pair): `pos · ω_i` with `ω_i = 1 / 10000^(2i/dim)`. The angles form a
-# `[n_positions, dim/2]` grid by broadcasting a column of positions against a row of speeds; sines fill
-# the even columns and cosines of the same angles the odd ones. Working in float64 keeps large positions
-# accurate; the result is returned as float32, the dtype of the model.
+# Token `t` sits at row `t // width` and column `t % width` (a row holds `width` tokens). Each half
+# is a 1-D sinusoidal table of width `dim/2`, indexed by the row or by the column, and the two halves
+# are concatenated.
+#
+# Why not add two full-width tables? With the *same* fixed formula for rows and columns, the sum is
+# symmetric: `PE(r) + PE(c) = PE(c) + PE(r)`, so token `(r, c)` and token `(c, r)` would get the same
+# vector, and the model could not tell top-right from bottom-left. DALL·E can add because its row and
+# column tables are two *different* learned tables.
 
 # %%
-def my_sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
-    pos = torch.arange(n_positions, dtype=torch.float64)[:, None]  # [n, 1]
-    omega = 1.0 / 10000 ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # [dim/2]
-    angle = pos * omega  # [n, dim/2]
-    table = torch.zeros(n_positions, dim, dtype=torch.float64)
-    table[:, 0::2] = torch.sin(angle)
-    table[:, 1::2] = torch.cos(angle)
-    return table.float()
+def my_sincos_grid(height: int, width: int, dim: int) -> torch.Tensor:
+    t = torch.arange(height * width)
+    rows, cols = t // width, t % width
+    row_part = sinusoidal_table(height, dim // 2)[rows]  # [h*w, dim/2]
+    col_part = sinusoidal_table(width, dim // 2)[cols]  # [h*w, dim/2]
+    return torch.cat([row_part, col_part], dim=1)
 
 
-assert check_sinusoidal_table(my_sinusoidal_table)
-print("position 1:", my_sinusoidal_table(4, 8)[1])
+assert check_sincos_grid(my_sincos_grid)
 
-# %% [markdown]
-# ### Exercise 2: row + column positions in raster order
-#
-# Broadcasting does the bookkeeping: `row_table[:, None]` is `[g, 1, dim]` and `col_table[None]` is
-# `[1, g, dim]`, so their sum is the `[g, g, dim]` grid whose entry `(r, c)` is `row[r] + col[c]`.
-# Reshaping a row-major tensor to `[g*g, dim]` walks it row by row: exactly raster order. (Indexing with
-# `t = torch.arange(g * g)` as `row_table[t // g] + col_table[t % g]` gives the same result.)
-
-# %%
-def my_raster_positions(row_table: torch.Tensor, col_table: torch.Tensor) -> torch.Tensor:
-    g, dim = row_table.shape
-    grid = row_table[:, None, :] + col_table[None, :, :]  # [g, g, dim]
-    return grid.reshape(g * g, dim)
-
-
-assert check_raster_positions(my_raster_positions)
-
-module = RowColumnPositionalEmbedding(8, 16, generator=torch.Generator().manual_seed(0))
-assert torch.equal(my_raster_positions(module.row.weight, module.col.weight), module())
-print("matches RowColumnPositionalEmbedding on an 8x8 grid:", tuple(module().shape))
+grid = my_sincos_grid(8, 8, 16)
+added = sinusoidal_table(8, 16)[torch.arange(64) // 8] + sinusoidal_table(8, 16)[torch.arange(64) % 8]
+print("concatenated: token (1, 6) == token (6, 1)?", torch.equal(grid[1 * 8 + 6], grid[6 * 8 + 1]))
+print("added:        token (1, 6) == token (6, 1)?", torch.equal(added[1 * 8 + 6], added[6 * 8 + 1]))
 
 # %% [markdown]
-# ### Exercise 3: moving by k positions is a rotation
+# ### Exercise 2: moving by k positions is a rotation
 #
 # With `a = pos·ω_i` and `b = k·ω_i`, the pair `(sin a, cos a)` must become `(sin(a+b), cos(a+b))`:
 #
@@ -88,3 +77,47 @@ shifted = table[:-3] @ my_shift_matrix(3, 8).T  # every PE[pos] moved 3 steps ah
 assert torch.allclose(shifted, table[3:], atol=1e-5)
 assert torch.allclose(my_shift_matrix(3, 8) @ my_shift_matrix(3, 8).T, torch.eye(8), atol=1e-6)  # a rotation
 print(f"M @ PE[pos] == PE[pos + 3] for all {len(shifted)} positions:", torch.allclose(shifted, table[3:], atol=1e-5))
+
+# %% [markdown]
+# ### Exercise 3 (experiment): what did training teach the positions?
+#
+# The mean over every start `p` is the mean of the `k`-th diagonal of the cosine-similarity matrix.
+# Reading row 0 alone, as section 3 did, is exact only when the similarity depends on the offset
+# alone, which a learned table does not promise.
+
+# %%
+def my_similarity_by_offset(table: torch.Tensor, max_offset: int) -> torch.Tensor:
+    unit = torch.nn.functional.normalize(table.detach().double(), dim=-1)
+    similarity = unit @ unit.T
+    return torch.stack([similarity.diagonal(k).mean() for k in range(1, max_offset + 1)])
+
+
+assert check_similarity_by_offset(my_similarity_by_offset)
+
+# %%
+torch.manual_seed(0)
+cfg = get_preset("cpu").transformer
+trained, untrained = checkpoints.load(data_dir() / "dalle-cpu.safetensors"), DalleTransformer(cfg)
+measured = {}
+for name, model in (("untrained", untrained), ("trained", trained)):
+    text = my_similarity_by_offset(model.text_pos.embedding.weight[1:], 6)  # row 0 is the start vector's
+    rows = my_similarity_by_offset(model.image_pos.row.weight, 6)
+    measured[name] = text, rows
+    print(f"{name:>9}  text offsets 1..6: {' '.join(f'{v:+.3f}' for v in text.tolist())}")
+    print(f"{'':>9}  rows offsets 1..6: {' '.join(f'{v:+.3f}' for v in rows.tolist())}")
+
+text = measured["trained"][0]
+assert text[0] > 0.05 and text[0] > text[2] > text[4]  # trained text: neighbours more alike, fading
+assert measured["untrained"][0].abs().max() < 0.05  # untrained: no notion of "nearby"
+rows = measured["trained"][1]
+assert rows[0].abs() < 0.05 and rows[3:].max() < -0.05  # rows: neighbours not alike, far rows apart
+
+# %% [markdown]
+# What the measurement says: before training, every offset is ≈ 0 (random vectors are nearly
+# orthogonal). After training, neighbouring **text** positions became more alike than distant ones,
+# with a similarity that fades with the offset and turns slightly negative: a weak, learned version of
+# the sinusoids' locality, which nobody asked for. The **row** vectors did not learn that neighbours
+# are alike (offset 1 stays near 0); what they did learn is that rows far apart differ (clearly
+# negative from offset 4 on). The grid's fine geometry reaches the model another way: row and
+# column vectors that are *distinct*, combined by attention. Small models learn only what the loss
+# rewards, and a trained table need not look like the formula we might have guessed.
