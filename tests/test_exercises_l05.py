@@ -1,14 +1,14 @@
-"""Lesson 05's self-checks: right answers pass, wrong or unfinished ones fail with a useful message."""
+"""Lesson 05's self-checks: right answers pass, wrong answers and shortcuts fail with a useful message."""
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from dalle_lessons.attention import conv_mask
-from dalle_lessons.exercises.l05_attention import check_attention, check_column_mask, check_conv_mask_2d
+from dalle_lessons.attention import attention_written_out, causal_mask, dalle_mask
+from dalle_lessons.exercises.l05_attention import (check_alibi_attention, check_layers_to_connect,
+                                                   check_pad_mask, layers_to_connect_reference)
 from exercise_helpers import assert_fails, not_attempted
-
-
 
 
 def assert_passes(check, fn, capsys):
@@ -16,214 +16,199 @@ def assert_passes(check, fn, capsys):
     assert "correct ✓" in capsys.readouterr().out
 
 
-# --- exercise 1: attention from scratch -----------------------------------------------------------
+# --- exercise 1: attention with a distance penalty ------------------------------------------------
 
-def attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return scores.softmax(dim=-1) @ v
+def _distance(n):
+    index = torch.arange(n)
+    return (index[:, None] - index[None, :]).float()
 
 
-def attention_einsum_float64(q, k, v, mask=None):
-    scores = torch.einsum("bhqd,bhkd->bhqk", q.double(), k.double()) * q.shape[-1] ** -0.5
-    if mask is not None:
-        scores = torch.where(mask, scores, torch.tensor(float("-inf"), dtype=torch.float64))
-    return torch.einsum("bhqk,bhkd->bhqd", torch.softmax(scores, -1), v.double()).float()
+def alibi(q, k, v, slopes):
+    n = q.shape[-2]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) - slopes[:, None, None] * _distance(n)
+    return scores.masked_fill(~causal_mask(n), float("-inf")).softmax(-1) @ v
 
 
-def attention_renormalised_after_softmax(q, k, v, mask=None):
-    """Mask after the softmax, then renormalise each row: the same function, computed another way."""
-    weights = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(-1)
-    if mask is not None:
-        weights = weights * mask
-        weights = weights / weights.sum(-1, keepdim=True)
-    return weights @ v
+def alibi_via_sdpa(q, k, v, slopes):
+    """A float mask is added to the scores: the penalty plus -inf for the future."""
+    n = q.shape[-2]
+    bias = (-slopes[:, None, None] * _distance(n)).masked_fill(~causal_mask(n), float("-inf"))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
 
-@pytest.mark.parametrize("right", [attention, attention_einsum_float64, attention_renormalised_after_softmax])
-def test_attention_right_answers(capsys, right):
-    assert_passes(check_attention, right, capsys)
+@pytest.mark.parametrize("right", [alibi, alibi_via_sdpa])
+def test_alibi_right_answers(capsys, right):
+    assert_passes(check_alibi_attention, right, capsys)
 
 
-def test_attention_not_attempted(capsys):
-    assert_fails(check_attention, not_attempted, capsys, "not attempted")
+def test_alibi_not_attempted(capsys):
+    assert_fails(check_alibi_attention, not_attempted, capsys, "not attempted")
 
 
-def _masked_scores(q, k, mask, scale, fill=float("-inf")):
-    scores = q @ k.transpose(-2, -1) * scale
-    return scores if mask is None else scores.masked_fill(~mask, fill)
-
-
-@pytest.mark.parametrize("wrong, phrase", [
-    (lambda q, k, v, mask=None: _masked_scores(q, k, mask, 1.0).softmax(-1) @ v, "forgot to divide the scores by √d"),
-    (lambda q, k, v, mask=None: _masked_scores(q, k, mask, 1 / q.shape[-1]).softmax(-1) @ v, "divided the scores by d"),
-    (lambda q, k, v, mask=None: _masked_scores(q, k, mask, q.shape[-1] ** -0.5).softmax(-2) @ v, "wrong axis"),
-    (lambda q, k, v, mask=None: (_masked_scores(q, k, None, q.shape[-1] ** -0.5).softmax(-1)
-                                 * (1 if mask is None else mask)) @ v, "after the softmax"),
-    (lambda q, k, v, mask=None: _masked_scores(q, k, mask, q.shape[-1] ** -0.5, 0.0).softmax(-1) @ v, "exp(0) = 1"),
-    (lambda q, k, v, mask=None: (_masked_scores(q, k, None, q.shape[-1] ** -0.5)
-                                 + (0 if mask is None else mask)).softmax(-1) @ v, "not a number to add"),
-    (lambda q, k, v, mask=None: attention(q, k, v), "ignores the mask"),
-    (lambda q, k, v, mask=None: attention(q, k, v, None if mask is None else ~mask), "NaN"),
-    (lambda q, k, v, mask=None: _masked_scores(q, k, mask, q.shape[-1] ** -0.5).softmax(-1), "attention weights"),
-    (lambda q, k, v, mask=None: _masked_scores(q, k, mask, q.shape[-2] ** -0.5).softmax(-1) @ v,
-     "√(the number of queries)"),
-    (lambda q, k, v, mask=None: attention(q, k, v)[..., 0, :], "the output should be"),
-    (lambda q, k, v, mask=None: (q @ k / 4).softmax(-1) @ v, "raised RuntimeError"),
-    (lambda q, k, v, mask=None: attention(q, k, v, ~~mask), "mask may be None"),
-    (lambda q, k, v, mask=None: attention(q, k, v, mask).tolist(), "should return a torch.Tensor"),
-    (lambda q, k, v, mask=None: attention(q, k, v, mask) + 0.01, "differs from scaled_dot_product_attention"),
-])
-def test_attention_wrong_answers(capsys, wrong, phrase):
-    assert_fails(check_attention, wrong, capsys, phrase)
-
-
-def test_attention_feedback_names_the_case(capsys):
-    out = assert_fails(check_attention, lambda q, k, v, mask=None: attention(q, k, v), capsys)
-    assert "With a causal mask" in out
-
-
-# --- exercise 2: the column mask ------------------------------------------------------------------
-
-def column(g):
-    i = torch.arange(g * g)
-    rows, cols = i // g, i % g
-    return (cols[:, None] == cols[None, :]) & (rows[:, None] >= rows[None, :])
-
-
-def column_loops(g):
-    mask = torch.zeros(g * g, g * g, dtype=torch.bool)
-    for query in range(g * g):
-        for key in range(query % g, query + 1, g):  # the query's column, from the top row down to it
-            mask[query, key] = True
-    return mask
-
-
-def column_offsets(g):
-    i = torch.arange(g * g)
-    back = i[:, None] - i[None, :]
-    return (back >= 0) & (back % g == 0)
-
-
-@pytest.mark.parametrize("right", [column, column_loops, column_offsets])
-def test_column_mask_right_answers(capsys, right):
-    assert_passes(check_column_mask, right, capsys)
-
-
-def test_column_mask_not_attempted(capsys):
-    assert_fails(check_column_mask, not_attempted, capsys, "not attempted")
-
-
-def _same_col(g):
-    i = torch.arange(g * g)
-    return (i[:, None] % g) == (i[None, :] % g)
+def _scores(q, k, slopes, sign=-1.0, before_scale=False, slope_of=None, distance=None, mask=True):
+    n, d = q.shape[-2], q.shape[-1]
+    s = slopes if slope_of is None else slopes[slope_of].expand_as(slopes)
+    bias = sign * s[:, None, None] * (_distance(n) if distance is None else distance)
+    raw = q @ k.transpose(-2, -1)
+    scores = (raw + bias) / math.sqrt(d) if before_scale else raw / math.sqrt(d) + bias
+    return scores.masked_fill(~causal_mask(n), float("-inf")) if mask else scores
 
 
 @pytest.mark.parametrize("wrong, phrase", [
-    (lambda g: column(g).T, "Rows and columns are swapped"),
-    (_same_col, "including the cells below it"),
-    (lambda g: column(g) & ~torch.eye(g * g, dtype=torch.bool), "attend to itself"),
-    (lambda g: column(g).float(), "adds* a float mask"),
-    (lambda g: column(g).long() * 2, "bool tensor"),
-    (lambda g: torch.ones(g, g, dtype=torch.bool), "the shape of the image"),
-    (lambda g: column(g)[:-1], "should be"),
-    (lambda g: column(g).tolist(), "should return a torch.Tensor"),
-    (lambda g: torch.arange(g * g)[:, None] // g == torch.arange(g * g)[None, :] // g, "That is a row mask"),
-    (lambda g: torch.eye(g * g, dtype=torch.bool), "should attend to (row 0, col 0), but your mask says no"),
-    (lambda g: column(g) & (_back(g) <= g), "should attend to"),
-    (lambda g: [][g], "raised IndexError"),
+    (lambda q, k, v, s: _scores(q, k, s, sign=1.0).softmax(-1) @ v, "wrong sign"),
+    (lambda q, k, v, s: _scores(q, k, s, before_scale=True).softmax(-1) @ v, "before dividing by √d"),
+    (lambda q, k, v, s: _scores(q, k, s, slope_of=0).softmax(-1) @ v, "first head's slope"),
+    (lambda q, k, v, s: _scores(q, k, s, mask=False).softmax(-1) @ v, "sees the future"),
+    (lambda q, k, v, s: _scores(q, k, s, distance=_distance(q.shape[-2]).abs(), mask=False).softmax(-1) @ v,
+     "penalised |i - j|"),
+    (lambda q, k, v, s: _scores(q, k, s).softmax(-1), "the output should be"),
+    (lambda q, k, v, s: _scores(q, k, s).softmax(-1) @ v * 1.1, "differs from the expected one"),
 ])
-def test_column_mask_wrong_answers(capsys, wrong, phrase):
-    assert_fails(check_column_mask, wrong, capsys, phrase)
+def test_alibi_wrong_answers(capsys, wrong, phrase):
+    assert_fails(check_alibi_attention, wrong, capsys, phrase)
 
 
-def _back(g):
-    """[g*g, g*g]: how many raster steps key j lies behind query i."""
-    i = torch.arange(g * g)
-    return i[:, None] - i[None, :]
+@pytest.mark.parametrize("shortcut", [
+    lambda q, k, v, s: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+    lambda q, k, v, s: attention_written_out(q, k, v, is_causal=True),
+])
+def test_alibi_rejects_plain_causal_attention(capsys, shortcut):
+    """PyTorch's fused attention and the library's written-out one have no distance penalty."""
+    assert_fails(check_alibi_attention, shortcut, capsys, "plain causal attention")
 
 
-def _rows_up(g):
-    """[g*g, g*g]: how many rows key j lies above query i."""
-    rows = torch.arange(g * g) // g
-    return rows[:, None] - rows[None, :]
+# --- exercise 2: masking the pads -----------------------------------------------------------------
+
+def pad_mask(text_ids, g, pad_id):
+    B, T = text_ids.shape
+    n = T + g * g
+    is_pad = torch.cat([text_ids == pad_id, torch.zeros(B, g * g, dtype=torch.bool)], dim=1)
+    return dalle_mask(T, g, "full") & (~is_pad[:, None, :] | torch.eye(n, dtype=torch.bool))
 
 
-def test_column_mask_feedback_names_the_wrong_cell(capsys):
-    out = assert_fails(check_column_mask, lambda g: column(g) & (_back(g) <= g), capsys)  # only one row up
-    assert "token (row 2, col 0) should attend to (row 0, col 0), but your mask says no" in out
-
-    def one_cell_left(g):
-        mask = column(g)
-        mask[1, 0] = True
-        return mask
-
-    out = assert_fails(check_column_mask, one_cell_left, capsys)
-    assert "token (row 0, col 1) should not attend to (row 0, col 0) (it is in another column)" in out
-
-
-# --- exercise 3: the strictly 2-D convolutional mask ----------------------------------------------
-
-def conv_2d(g, kernel):
-    h = kernel // 2
-    i = torch.arange(g * g)
-    rows, cols = i // g, i % g
-    rows_back = rows[:, None] - rows[None, :]
-    cols_apart = (cols[:, None] - cols[None, :]).abs()
-    return (rows_back >= 0) & (rows_back <= h) & (cols_apart <= h) & (i[:, None] >= i[None, :])
+def pad_mask_loop(text_ids, g, pad_id):
+    B, T = text_ids.shape
+    masks = []
+    for ids in text_ids:
+        mask = dalle_mask(T, g, "full").clone()
+        for j in range(T):
+            if ids[j] == pad_id:
+                keep = mask[j, j].item()
+                mask[:, j] = False
+                mask[j, j] = keep
+        masks.append(mask)
+    return torch.stack(masks)
 
 
-def conv_2d_loops(g, kernel):
-    h, mask = kernel // 2, torch.zeros(g * g, g * g, dtype=torch.bool)
-    for r in range(g):
-        for c in range(g):
-            for dr in range(h + 1):
-                for dc in range(-h, h + 1):
-                    if (dr == 0 and dc > 0) or not (0 <= r - dr and 0 <= c + dc < g):
-                        continue
-                    mask[r * g + c, (r - dr) * g + c + dc] = True
-    return mask
+@pytest.mark.parametrize("right", [pad_mask, pad_mask_loop])
+def test_pad_mask_right_answers(capsys, right):
+    assert_passes(check_pad_mask, right, capsys)
 
 
-@pytest.mark.parametrize("right", [conv_2d, conv_2d_loops])
-def test_conv_mask_right_answers(capsys, right):
-    assert_passes(check_conv_mask_2d, right, capsys)
+def test_pad_mask_not_attempted(capsys):
+    assert_fails(check_pad_mask, not_attempted, capsys, "not attempted")
 
 
-def test_conv_mask_not_attempted(capsys):
-    assert_fails(check_conv_mask_2d, not_attempted, capsys, "not attempted")
+def _is_pad(text_ids, g, pad_id):
+    return torch.cat([text_ids == pad_id, torch.zeros(text_ids.shape[0], g * g, dtype=torch.bool)], dim=1)
 
 
-def _window(g, kernel, causal_rows=True, causal_in_row=True, h=None):
-    h = kernel // 2 if h is None else h
-    i = torch.arange(g * g)
-    rows, cols = i // g, i % g
-    rows_back = rows[:, None] - rows[None, :]
-    mask = (rows_back.abs() <= h) & ((cols[:, None] - cols[None, :]).abs() <= h)
-    if causal_rows:
-        mask &= rows_back >= 0
-    if causal_in_row:
-        mask &= i[:, None] >= i[None, :]
+def _hide_first_text_key_from_last_token(mask):
+    mask = mask.clone()
+    mask[:, -1, 0] = False
     return mask
 
 
 @pytest.mark.parametrize("wrong, phrase", [
-    (lambda g, kernel: conv_mask(g, kernel), "wraps around"),
-    (lambda g, kernel: _window(g, kernel, causal_rows=False, causal_in_row=False), "whole k x k square"),
-    (lambda g, kernel: _window(g, kernel, causal_in_row=False), "cells to its right"),
-    (lambda g, kernel: conv_2d(g, kernel) & ((_rows_up(g) > 0) | torch.eye(g * g, dtype=torch.bool)),
-     "left out the cells to the query's left"),
-    (lambda g, kernel: _window(g, kernel, h=kernel), "reaches kernel // 2 each way"),
-    (lambda g, kernel: conv_2d(g, kernel) & ~torch.eye(g * g, dtype=torch.bool), "attend to itself"),
-    (lambda g, kernel: conv_2d(g, kernel).int(), "adds* a float mask"),
-    (lambda g, kernel: conv_2d(g, kernel + 2), "more than kernel // 2"),
-    (lambda g, kernel: conv_2d(g, kernel) & ~torch.eye(g * g, dtype=torch.bool).roll(-g, 1), "should attend to"),
+    (lambda ids, g, p: dalle_mask(ids.shape[1], g, "full") & ~_is_pad(ids, g, p)[:, :, None]
+     | torch.eye(ids.shape[1] + g * g, dtype=torch.bool) & dalle_mask(ids.shape[1], g, "full"), "pads' rows"),
+    (lambda ids, g, p: dalle_mask(ids.shape[1], g, "full") & ~_is_pad(ids, g, p)[:, None, :], "all False"),
+    (lambda ids, g, p: pad_mask(ids[:1].expand_as(ids), g, p), "first caption's pads"),
+    (lambda ids, g, p: ~_is_pad(ids, g, p)[:, None, :] | torch.eye(ids.shape[1] + g * g, dtype=torch.bool),
+     "see the future"),
+    (lambda ids, g, p: pad_mask(ids, g, p)[0], "one mask per caption"),
+    (lambda ids, g, p: pad_mask(ids, g, p).int(), "bool tensor"),
+    (lambda ids, g, p: _hide_first_text_key_from_last_token(pad_mask(ids, g, p)), "may attend to key 0"),
 ])
-def test_conv_mask_wrong_answers(capsys, wrong, phrase):
-    assert_fails(check_conv_mask_2d, wrong, capsys, phrase)
+def test_pad_mask_wrong_answers(capsys, wrong, phrase):
+    assert_fails(check_pad_mask, wrong, capsys, phrase)
 
 
-def test_conv_mask_feedback_names_the_wrong_cell(capsys):
-    out = assert_fails(check_conv_mask_2d, lambda g, kernel: conv_2d(g, kernel + 2), capsys)
-    assert "With g=4, kernel=3, token (row 0, col 2) should not attend to (row 0, col 0)" in out
+def test_pad_mask_rejects_the_librarys_mask(capsys):
+    shortcut = lambda ids, g, p: dalle_mask(ids.shape[1], g, "full").expand(ids.shape[0], -1, -1)  # noqa: E731
+    assert_fails(check_pad_mask, shortcut, capsys, "pads are still visible")
+    assert_fails(check_pad_mask, lambda ids, g, p: dalle_mask(ids.shape[1], g, "full"), capsys,
+                 "one mask per caption")
+
+
+# --- exercise 3: layers to connect ----------------------------------------------------------------
+
+def layers_to_connect(masks, max_layers=30):
+    n = masks[0].shape[0]
+    reached = torch.eye(n, dtype=torch.bool)
+    for depth in range(1, max_layers + 1):
+        reached = (masks[(depth - 1) % len(masks)].int() @ reached.int()) > 0
+        if torch.equal(reached, causal_mask(n)):
+            return depth
+    return None
+
+
+def layers_to_connect_float(masks, max_layers=30):
+    """Composes on the right instead (reach @ mask): the same depths, for these masks."""
+    n = masks[0].shape[0]
+    reached = torch.eye(n)
+    for depth in range(1, max_layers + 1):
+        reached = ((reached @ masks[(depth - 1) % len(masks)].float()) > 0).float()
+        if torch.equal(reached.bool(), causal_mask(n)):
+            return depth
+    return None
+
+
+@pytest.mark.parametrize("right", [layers_to_connect, layers_to_connect_float, layers_to_connect_reference])
+def test_layers_to_connect_right_answers(capsys, right):
+    assert_passes(check_layers_to_connect, right, capsys)
+
+
+def test_layers_to_connect_not_attempted(capsys):
+    assert_fails(check_layers_to_connect, not_attempted, capsys, "not attempted")
+
+
+def _off_by_one(masks, max_layers=30):
+    depth = layers_to_connect(masks, max_layers)
+    return None if depth is None else depth - 1
+
+
+def _last_token_only(masks, max_layers=30):
+    n = masks[0].shape[0]
+    reached = torch.eye(n, dtype=torch.bool)
+    for depth in range(1, max_layers + 1):
+        reached = (masks[(depth - 1) % len(masks)].int() @ reached.int()) > 0
+        if reached[-1].all():
+            return depth
+    return None
+
+
+def _compares_with_all_true(masks, max_layers=30):
+    n = masks[0].shape[0]
+    reached = torch.eye(n, dtype=torch.bool)
+    for depth in range(1, max_layers + 1):
+        reached = (masks[(depth - 1) % len(masks)].int() @ reached.int()) > 0
+        if reached.all():
+            return depth
+    return None
+
+
+@pytest.mark.parametrize("wrong, phrase", [
+    (_off_by_one, "off by one"),
+    (_last_token_only, "the *last* token"),
+    (_compares_with_all_true, "you returned None"),
+    (lambda masks, max_layers=30: layers_to_connect(masks[:1], max_layers), "stacked only the first mask"),
+    (lambda masks, max_layers=30: 1 / 0, "raised ZeroDivisionError"),
+])
+def test_layers_to_connect_wrong_answers(capsys, wrong, phrase):
+    assert_fails(check_layers_to_connect, wrong, capsys, phrase)
+
+
+def test_layers_to_connect_rejects_the_lessons_numbers(capsys):
+    """Section 5 showed row-then-column connecting in 2 layers; that number is not the answer for every stack."""
+    assert_fails(check_layers_to_connect, lambda masks, max_layers=30: 2, capsys, "not yet")

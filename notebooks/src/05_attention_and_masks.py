@@ -694,64 +694,101 @@ print(f"{checked} masks checked (4 kinds x 2 wraparounds x 4 scales, up to the p
 # %% [markdown]
 # ## 8. Exercises
 #
-# Each exercise is a function for you to fill in: replace `raise NotImplementedError` with your code and
-# run the cell below it. The check compares your function with PyTorch or the library and says, in plain
-# words, what is wrong. Solutions are in `notebooks/solutions/05_attention_and_masks.ipynb`.
+# Each exercise asks for something this lesson has not shown: a variation, a new piece, or an
+# experiment. Replace `raise NotImplementedError` with your code and run the cell below it; the check
+# says, in plain words, what is wrong. Solutions are in `notebooks/solutions/05_attention_and_masks.ipynb`.
 
 # %%
-from dalle_lessons.exercises.l05_attention import check_attention, check_column_mask, check_conv_mask_2d
+from dalle_lessons.exercises.l05_attention import (check_alibi_attention, check_layers_to_connect,
+                                                   check_pad_mask)
 
 # %% [markdown]
-# ### Exercise 1: attention from scratch
+# ### Exercise 1: attention that prefers nearby keys
 #
-# Write `my_attention(q, k, v, mask)` without calling `scaled_dot_product_attention`. `q` is
-# `[..., n_queries, d]`, `k` is `[..., n_keys, d]`, `v` is `[..., n_keys, d_v]`; `mask` is a bool
-# `[n_queries, n_keys]` tensor (True = may attend) or `None` (no mask). Return
-# `softmax(q kᵀ / √d)` (with `-inf` where the mask is False) times `v`: `[..., n_queries, d_v]`.
-# The check compares it with `scaled_dot_product_attention` on four cases, one with fewer queries than
-# keys, as when new tokens read a KV cache.
+# Lesson 03 *added* position vectors to the tokens. Another way to tell attention about order is to
+# change the scores themselves. **ALiBi** (Press et al. 2022, "Train Short, Test Long") subtracts a
+# penalty that grows with the distance: head `h` scores query `i` against key `j ≤ i` as
+#
+# $$rac{q_i \cdot k_j}{\sqrt d} - m_h\,(i - j)$$
+#
+# with one slope `m_h` per head (a geometric series such as 1/2, 1/4, 1/8, …, so some heads look far
+# and some look close). Write `my_alibi_attention(q, k, v, slopes)` for `q, k` `[B, H, n, d]`, `v`
+# `[B, H, n, d_v]` and `slopes` `[H]`: causal attention with that penalty. Section 1's
+# `attention_weights` and `scaled_dot_product_attention` have no penalty, so they will not pass as they
+# are, but either can be a starting point. *Think first:* a distance penalty gives order, so why keep
+# the causal mask?
 
 # %%
-def my_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def my_alibi_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_attention(my_attention)
+ok = check_alibi_attention(my_alibi_attention)
 
 # %% [markdown]
-# ### Exercise 2: the column mask
+# ### Exercise 2: masking the pads, the road DALL·E did not take
 #
-# Write `my_column_mask(g)` returning the `[g*g, g*g]` bool image-to-image **column** mask of a `g × g`
-# grid: image token `i` (at row `i // g`, column `i % g`) may attend to token `j` when they are in the
-# same column and `j`'s row is at or above `i`'s. Work from the row and column of each token this time,
-# not from `back = i − j`. *Hint:* `rows = torch.arange(g * g) // g`; comparing `rows[:, None]` with
-# `rows[None, :]` gives a `[g*g, g*g]` table of (query, key) comparisons.
+# A caption shorter than `T` tokens is padded. The usual fix is to **mask the pads out**: no query may
+# attend to a pad key. DALL·E tried that and chose instead a learned pad embedding per text position
+# (lesson 06): the paper reports a higher validation loss but better results on captions unlike the
+# training ones. Build the mask it did not use: `my_pad_mask(text_ids, g, pad_id)` takes `[B, T]` ids
+# and returns a `[B, T + g*g, T + g*g]` bool mask, `dalle_mask(T, g, "full")` for every caption, minus
+# the keys that are pads in *that* caption. A token may always attend to itself. *Think first:* is a
+# pad a row or a column of the mask? And what happens to an empty caption (all pads, which guidance in
+# lesson 07 feeds the model)?
 
 # %%
-def my_column_mask(g: int) -> torch.Tensor:
+def my_pad_mask(text_ids: torch.Tensor, g: int, pad_id: int) -> torch.Tensor:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_column_mask(my_column_mask)
+ok = check_pad_mask(my_pad_mask)
 
 # %% [markdown]
-# ### Exercise 3: a convolutional mask without wraparound
+# ### Exercise 3 (experiment): how deep before every token has heard from every other?
 #
-# Write `my_conv_mask_2d(g, kernel)`, the strictly 2-D causal `kernel × kernel` window (the library's
-# `conv_mask(g, kernel, wraparound=False)`): with `h = kernel // 2`, query `(r, c)` attends to key
-# `(r', c')` when `0 ≤ r − r' ≤ h`, `|c − c'| ≤ h` and the key is not later in raster order. Unlike the
-# paper's mask it never wraps around an edge. Draw your mask for one token with `draw_on_grid` to
-# compare it with the pictures of section 5.
+# Section 5 showed that a row layer then a column layer connect every earlier image token. What about
+# other stacks? **Predict first**, for an 8×8 grid: how many layers does each of these need before
+# every image token has heard from every earlier one, or will it never happen?
+#
+# | stack (repeated) | your guess |
+# |---|---|
+# | row (the paper's window), again and again | |
+# | column only | |
+# | conv `k = 3` (the paper's, wrapping) | |
+# | conv `k = 3`, strictly 2-D | |
+# | row, column | |
+#
+# Then write `my_layers_to_connect(masks, max_layers)`: stack layers cycling through `masks` (layer
+# `l = 1, 2, …` uses `masks[(l − 1) % len(masks)]`), keep track of which (query, key) pairs are
+# connected with section 5's `reach`, and return the first depth at which every causal pair is
+# connected, or `None` if that does not happen within `max_layers`. Run the cell after the check to
+# measure your guesses.
 
 # %%
-def my_conv_mask_2d(g: int, kernel: int) -> torch.Tensor:
+def my_layers_to_connect(masks: list[torch.Tensor], max_layers: int = 30) -> int | None:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_conv_mask_2d(my_conv_mask_2d)
+ok = check_layers_to_connect(my_layers_to_connect)
+
+# %%
+stacks = {
+    "row (paper)": [row_mask(g)],
+    "column": [column_mask(g)],
+    "conv k=3 (paper)": [image_mask("conv", g, kernel=3)],
+    "conv k=3, strictly 2-D": [image_mask("conv", g, kernel=3, wraparound=False)],
+    "row, column": [row_mask(g), column_mask(g)],
+}
+if not ok:
+    print("Finish exercise 3 first, then run this cell.")
+else:
+    for name, stack in stacks.items():
+        depth = my_layers_to_connect(stack, 30)
+        print(f"{name:>24}: " + ("never" if depth is None else f"{depth} layers"))
 
 # %% [markdown]
 # ## Takeaways

@@ -8,97 +8,123 @@
 # %%
 import torch
 
-from dalle_lessons.attention import CausalSelfAttention, conv_mask, dalle_mask
-from dalle_lessons.exercises.l05_attention import check_attention, check_column_mask, check_conv_mask_2d
+from dalle_lessons.attention import causal_mask, column_mask, conv_mask, dalle_mask, row_mask
+from dalle_lessons.exercises.l05_attention import (check_alibi_attention, check_layers_to_connect,
+                                                   check_pad_mask)
 
 torch.set_grad_enabled(False)
 torch.set_printoptions(precision=4, sci_mode=False)
 
 # %% [markdown]
-# ### Exercise 1: attention from scratch
+# ### Exercise 1: attention that prefers nearby keys
 #
-# Four steps, each on the last two axes so that any leading batch and head axes come along for free:
-#
-# 1. scores `q @ kᵀ`: `k.transpose(-2, -1)` swaps only the token and feature axes of `k`, giving one
-#    score per (query, key), `[..., n_queries, n_keys]`;
-# 2. divide by `√d`, with `d = q.shape[-1]` (the size of one query vector, not the number of tokens);
-# 3. where the mask is False, set the score to `-inf` **before** the softmax, so that its weight is
-#    exactly 0 and the remaining weights still sum to 1;
-# 4. softmax over the keys (the last axis), then the weighted sum of the values, `@ v`.
+# The penalty is one `[H, n, n]` tensor: the distances `i − j` (a `[n, n]` table from broadcasting a
+# column of query indices against a row of key indices) times each head's slope,
+# `slopes[:, None, None]`. It is added **after** the `1/√d` scaling, so that the slope means "score
+# points per step back" whatever the head width. The causal mask stays: the penalty makes far keys
+# less attractive, but a future key at distance `−1` would get a *bonus*, and it must not be seen at all.
 
 # %%
-def my_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5  # [..., n_queries, n_keys]
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))  # True = may attend
+def my_alibi_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+    n = q.shape[-2]
+    index = torch.arange(n)
+    distance = (index[:, None] - index[None, :]).to(q.dtype)  # [n, n]: i - j
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5 - slopes[:, None, None] * distance  # [B, H, n, n]
+    scores = scores.masked_fill(~causal_mask(n), float("-inf"))
     return scores.softmax(dim=-1) @ v
 
 
-assert check_attention(my_attention)
+assert check_alibi_attention(my_alibi_attention)
 
 # %% [markdown]
-# It is also the core of the library's layer: put it between `CausalSelfAttention`'s own projections
-# and the layer's output comes back.
+# What the slopes do: with queries and keys all zero, the scores are the penalty alone, and each head's
+# weights over the keys decay geometrically with the distance, faster for a steeper slope.
 
 # %%
-torch.manual_seed(0)
-layer = CausalSelfAttention(16, 4).eval()
-x = torch.randn(2, 10, 16)
-mask = dalle_mask(2, 3, "column")[:10, :10]  # 2 text tokens, the first 8 cells of a 3x3 image
-q, k, v = (t.view(2, 10, 4, 4).transpose(1, 2) for t in layer.qkv(x).split(16, dim=2))
-ours = layer.proj(my_attention(q, k, v, mask).transpose(1, 2).reshape(2, 10, 16))
-assert torch.allclose(ours, layer(x, mask), atol=1e-5)
-print("my_attention inside CausalSelfAttention's projections == the layer:", True)
+n, slopes = 6, torch.tensor([2.0, 0.5, 0.0])
+zeros, values = torch.zeros(1, 3, n, 4), torch.eye(n)[None, None].expand(1, 3, n, n)
+weights = my_alibi_attention(zeros, zeros, values, slopes)[0, :, -1]  # the last query's weights, per head
+for slope, row in zip(slopes.tolist(), weights):
+    print(f"slope {slope:.1f}: last token's weights on keys 0..5 = {row}")
+assert weights[0, -1] > 0.8 and torch.allclose(weights[2], torch.full((n,), 1 / n))
 
 # %% [markdown]
-# ### Exercise 2: the column mask
+# ### Exercise 2: masking the pads, the road DALL·E did not take
 #
-# Every image token's row and column come from its raster index: `row = i // g`, `col = i % g`.
-# Broadcasting a column of query values against a row of key values, `rows[:, None]` against
-# `rows[None, :]`, gives the `[g*g, g*g]` table of every (query, key) comparison at once. The column
-# mask is "same column" and "key's row at or above the query's". The comparisons give a bool tensor
-# directly, which is what `scaled_dot_product_attention` needs (a float mask would be *added* to the
-# scores).
+# A pad is a **key** nobody may read: a column of the mask, `mask[b, :, j] = False` where
+# `text_ids[b, j]` is a pad. Broadcasting does it for the whole batch at once: `is_pad[:, None, :]` is
+# `[B, 1, n]`, one row of key flags per caption. The diagonal has to survive: in an empty caption the
+# first text query may attend only to keys `≤ 0`, all pads, and a row with no allowed key turns into NaN
+# after the softmax.
 
 # %%
-def my_column_mask(g: int) -> torch.Tensor:
-    index = torch.arange(g * g)
-    rows, cols = index // g, index % g
-    same_column = cols[:, None] == cols[None, :]  # [query, key]
-    at_or_above = rows[None, :] <= rows[:, None]  # the key's row <= the query's row
-    return same_column & at_or_above
+def my_pad_mask(text_ids: torch.Tensor, g: int, pad_id: int) -> torch.Tensor:
+    B, T = text_ids.shape
+    n = T + g * g
+    is_pad = torch.zeros(B, n, dtype=torch.bool)
+    is_pad[:, :T] = text_ids == pad_id  # image tokens are never pads
+    itself = torch.eye(n, dtype=torch.bool)
+    return dalle_mask(T, g, "full") & (~is_pad[:, None, :] | itself)  # [B, n, n]
 
 
-assert check_column_mask(my_column_mask)
-print(my_column_mask(3).int())
+assert check_pad_mask(my_pad_mask)
+
+ids = torch.tensor([[5, 9, 3, 0], [0, 0, 0, 0]])  # a caption of 3 tokens, and the empty caption
+mask = my_pad_mask(ids, 2, pad_id=0)
+print("image token 0 sees text keys:", mask[0, 4, :4].int().tolist(), "(caption)",
+      mask[1, 4, :4].int().tolist(), "(empty caption)")
 
 # %% [markdown]
-# On a 3×3 grid each token sees itself and the cells above it: token 8 (row 2, col 2) sees tokens 2, 5
-# and 8. In raster steps that is `back = i − j` a multiple of `g`, the form the lesson used.
+# With the empty caption the image tokens see no text at all: the model is unconditional, which is what
+# guidance wants. DALL·E's per-position pad embeddings give the same situation a different form: the
+# pads are visible, but they are learned vectors that say "no word here, at position t".
 #
-# ### Exercise 3: a convolutional mask without wraparound
+# ### Exercise 3 (experiment): how deep before every token has heard from every other?
 #
-# The same broadcasting, with three conditions: the key at most `h` rows up (and not below), at most
-# `h` columns to either side, and not later in raster order. The last condition matters only in the
-# query's own row, where it removes the cells to the right. Because the columns are compared directly,
-# `|c − c'| ≤ h`, a window near an edge is simply cut off instead of wrapping into the next row.
+# Start from the identity (zero layers: every token has heard only itself), apply one mask per layer
+# with section 5's boolean product, and compare the whole reach matrix with the causal triangle (never
+# with an all-True matrix: nobody hears from the future).
 
 # %%
-def my_conv_mask_2d(g: int, kernel: int) -> torch.Tensor:
-    h = kernel // 2
-    index = torch.arange(g * g)
-    rows, cols = index // g, index % g
-    rows_up = rows[:, None] - rows[None, :]  # how many rows the key lies above the query
-    cols_apart = (cols[:, None] - cols[None, :]).abs()
-    not_later = index[None, :] <= index[:, None]
-    return (rows_up >= 0) & (rows_up <= h) & (cols_apart <= h) & not_later
+def my_layers_to_connect(masks: list[torch.Tensor], max_layers: int = 30) -> int | None:
+    n = masks[0].shape[0]
+    dense, reached = causal_mask(n), torch.eye(n, dtype=torch.bool)
+    for depth in range(1, max_layers + 1):
+        reached = (masks[(depth - 1) % len(masks)].int() @ reached.int()) > 0
+        if torch.equal(reached, dense):
+            return depth
+    return None
 
 
-assert check_conv_mask_2d(my_conv_mask_2d)
+assert check_layers_to_connect(my_layers_to_connect)
 
-query = 4 * 8 + 0  # row 4, column 0 of an 8x8 grid: at the left edge
-ours, paper = my_conv_mask_2d(8, 5)[query], conv_mask(8, 5)[query]
-print(f"token (row 4, col 0), 5x5 window: {int(ours.sum())} keys strictly 2-D, {int(paper.sum())} with the "
-      "paper's wraparound")
-print("  2-D:  ", ours.nonzero().flatten().tolist())
-print("  wraps:", paper.nonzero().flatten().tolist())
+# %%
+g = 8
+stacks = {
+    "row (paper)": [row_mask(g)],
+    "column": [column_mask(g)],
+    "conv k=3 (paper)": [conv_mask(g, 3)],
+    "conv k=3, strictly 2-D": [conv_mask(g, 3, wraparound=False)],
+    "row, column": [row_mask(g), column_mask(g)],
+}
+depths = {name: my_layers_to_connect(stack, 30) for name, stack in stacks.items()}
+for name, depth in depths.items():
+    print(f"{name:>24}: " + ("never" if depth is None else f"{depth} layers"))
+assert depths == {"row (paper)": 8, "column": None, "conv k=3 (paper)": 7, "conv k=3, strictly 2-D": None,
+                  "row, column": 2}
+
+# %% [markdown]
+# What the measurement says:
+#
+# - **Row alone** gets there, in `g = 8` layers: the paper's window wraps into the row above, so each
+#   layer carries information one row further down (and along the row).
+# - **Column alone** never does: no layer ever connects two columns.
+# - **Conv `k = 3`, wrapping**, needs 7: each layer reaches one row up, and the wrap carries information
+#   across the edges.
+# - **Conv `k = 3`, strictly 2-D**, never does, which is the surprise. In its own row a token reads only
+#   to its left; to get information from the upper right it must climb one row per column it moves
+#   right, so a token 5 columns to the right and 1 row up is out of reach at any depth.
+# - **Row, then column** needs 2, the fastest by far: that is why the paper alternates them.
+#
+# A stack that never connects is not useless (every token still sees all the text), but some pairs of
+# image cells can then only be coordinated through the caption.
