@@ -63,6 +63,30 @@ class TransformerConfig:
 
 
 @dataclass(frozen=True)
+class ClipConfig:
+    """The reranker (lesson 08): a small CLIP, a text encoder and an image encoder into one space."""
+
+    text_seq_len: int = 24  # = the tokenizer's (and the DALL·E transformer's) text positions
+    text_vocab_size: int = 512
+    image_size: int = 32
+    embed_dim: int = 128  # the shared space both encoders project into
+    text_width: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    image_width: int = 16  # channels of the first stage; each of the 3 stages halves the side, doubles the channels
+    pooling: str = "last"  # "last": the last real token (CLIP's); "mean": masked mean over real tokens
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("last", "mean"):
+            raise ValueError(f"unknown pooling {self.pooling!r}: choose 'last' or 'mean'")
+        if self.image_size % 8:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of 8 (three stride-2 stages)")
+        if self.text_width % self.text_heads:
+            raise ValueError(f"text_width {self.text_width} must be divisible by text_heads {self.text_heads}")
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named set of sizes for the whole pipeline."""
 
@@ -70,6 +94,7 @@ class Preset:
     image_size: int
     dvae: DVAEConfig = field(default_factory=DVAEConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
     description: str = ""
 
     def to_dict(self) -> dict:
@@ -78,7 +103,8 @@ class Preset:
 
 def _preset(name: str, image_size: int, grid: int, codebook: int, text_len: int, text_vocab: int,
             d_model: int, n_layers: int, n_heads: int, hidden: int, description: str,
-            attention_pattern: str = "full", caption_dropout: float = 0.1) -> Preset:
+            attention_pattern: str = "full", caption_dropout: float = 0.1, clip_width: int = 128,
+            clip_image_width: int = 16) -> Preset:
     return Preset(
         name=name,
         image_size=image_size,
@@ -88,13 +114,16 @@ def _preset(name: str, image_size: int, grid: int, codebook: int, text_len: int,
                                       image_vocab_size=codebook, image_grid=grid, d_model=d_model,
                                       n_layers=n_layers, n_heads=n_heads,
                                       attention_pattern=attention_pattern, caption_dropout=caption_dropout),
+        clip=ClipConfig(text_seq_len=text_len, text_vocab_size=text_vocab, image_size=image_size,
+                        embed_dim=clip_width, text_width=clip_width, image_width=clip_image_width),
         description=description,
     )
 
 
 PRESETS: dict[str, Preset] = {
     "tiny": _preset("tiny", 16, 4, 64, 16, 512, 64, 2, 4, 16,
-                    "unit tests: 16x16 images, 4x4 = 16 image tokens; trains in seconds"),
+                    "unit tests: 16x16 images, 4x4 = 16 image tokens; trains in seconds",
+                    clip_width=32, clip_image_width=8),
     "cpu": _preset("cpu", 32, 8, 512, 24, 512, 384, 4, 8, 64,
                    "course default: 32x32 images, 8x8 = 64 image tokens; a laptop CPU"),
     "colab": _preset("colab", 64, 16, 1024, 32, 512, 384, 12, 8, 96,
