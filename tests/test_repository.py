@@ -100,3 +100,34 @@ def test_stats_counts_only_outputs_nbval_compares():
     tagged = code("print(1)", outputs=[printed], metadata={"tags": ["nbval-ignore-output"]})
     assert notebook_tool.classify(tagged) == "ignored"
     assert notebook_tool.compared_text(cells["compared"]) == ["loss 0.123\n"]
+
+
+def test_committed_outputs_name_no_absolute_path_of_the_authors_machine():
+    """Outputs (environment check, tracebacks) speak of `data/` and `dalle_lessons/`, not someone's disk."""
+    for path in ROOT.glob("notebooks/**/*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            for output in cell.get("outputs", []):
+                text = json.dumps(output)
+                for marker in (str(ROOT), "/home/", "/Users/"):
+                    assert marker not in text, f"{path.name}: an output names {marker}: rebuild it"
+
+
+def test_links_between_notebooks_resolve_and_the_road_map_is_honest():
+    """Every markdown link to a notebook (Next, solutions, road map) opens an existing file, relative to the
+    notebook that holds it; a lesson the road map marks as coming does not exist yet."""
+    for path in sorted(ROOT.glob("notebooks/**/*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "markdown":
+                continue
+            for target in re.findall(r"\]\(([^)\s]+)\)", cell.source):
+                if target.endswith((".ipynb", "/")) and "://" not in target:
+                    assert (path.parent / target).exists(), f"{path.name} links to {target}, which does not exist"
+    road_map = (ROOT / "notebooks" / "src" / "00_welcome.py").read_text().split("## 5. The road map", 1)[1]
+    rows = re.findall(r"^# \| (.+) \|$", road_map, flags=re.M)[1:]  # after the header
+    assert len(rows) == 12
+    for row in rows:
+        lesson, status = row.split(" | ")[0], row.split(" | ")[-1]
+        number = re.search(r"\b(\d\d) ", lesson).group(1)
+        exists = any((ROOT / "notebooks").glob(f"{number}_*.ipynb"))
+        assert status == ("ready" if exists else "*coming*"), f"road map row {number}: {status}, but the notebook " \
+            f"{'exists' if exists else 'does not exist'}"

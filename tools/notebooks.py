@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -107,7 +108,16 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int) -> float:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("tags", None)  # nbval reads the NBVAL_* comment itself
     nb.metadata.pop("widgets", None)
+    for cell in nb.cells:  # tracebacks (never compared) name files relative to the course, not the author's disk
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                output.traceback = [local_paths(line) for line in output.traceback]
     return elapsed
+
+
+def local_paths(text: str) -> str:
+    """`text` with the course folder's absolute path made relative and the home folder written as ~."""
+    return text.replace(str(ROOT) + os.sep, "").replace(str(Path.home()) + os.sep, "~" + os.sep)
 
 
 def build(prefixes: list[str], timeout: int) -> None:

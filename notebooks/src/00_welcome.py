@@ -19,6 +19,10 @@
 # The check below imports everything the course needs and finds the course's `data/` folder. Each
 # line says `ok` or `FIX`, and every `FIX` comes with the command that fixes it. On Colab, the cell
 # above this one installs the course first.
+#
+# If you opened the course with `python3 course.py`, you are working in `workspace/`, your own copy of
+# the lessons that git ignores: edit and run freely. `python3 course.py reset 03` brings back the
+# original of lesson 03 (your version is kept in `workspace/backups/`).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -57,7 +61,8 @@ print("environment ready")
 #   To draw, it is given a caption and writes the image tokens one by one; the dVAE decodes them.
 #
 # That is all of DALL·E: no adversarial loss, no contrastive loss in training. (A third model, CLIP,
-# is used *after* sampling to pick the best of many images; we build a small one in lesson 08.)
+# is used *after* sampling to pick the best of many images; we build a small one in
+# [lesson 08](08_reranking_with_clip.ipynb).)
 
 # %% [markdown]
 # ## 3. The Shapes world
@@ -168,23 +173,25 @@ assert sum(verdicts) >= 4  # a good share of the 12 pictures follow their captio
 #
 # ## 5. The road map
 #
-# | lesson | you build | in the pipeline |
-# |---|---|---|
-# | 01 the Shapes dataset | scenes, captions, splits, the judge | the data and the measuring stick |
-# | 02 tokenization | byte-pair encoding from scratch, then the production tokenizer | caption → text ids |
-# | 03 embeddings and positions | token embeddings, sinusoidal, learned and row/column positions | ids → vectors |
-# | 04 the discrete VAE | Gumbel-softmax, encoder, decoder, codebook | image ↔ image ids |
-# | 05 attention and masks | attention, causal and DALL·E's sparse masks | the transformer's core |
-# | 06 the transformer | training DALL·E on `[text, image]` streams | next-token logits |
-# | 07 sampling | temperature, top-k/p, KV cache, guidance, completion | image ids from a caption |
-# | 08 reranking with CLIP | a small contrastive model | best images |
-# | 09 evaluation and bias | fidelity, diversity, audits | measuring it |
-# | 10 fine-tuning | new data, new words | customization |
-# | 11 DALL·E from Python | an API and an interactive playground | using it |
-# | 12 scaling up | mixed precision, distributed training, the paper's 12B model | the real thing |
+# | lesson | you build | in the pipeline | status |
+# |---|---|---|---|
+# | [01 the Shapes dataset](01_shapes_dataset.ipynb) | scenes, captions, splits, the judge | the data and the measuring stick | ready |
+# | [02 tokenization](02_tokenization.ipynb) | byte-pair encoding from scratch, then the production tokenizer | caption → text ids | ready |
+# | [03 embeddings and positions](03_embeddings_and_positions.ipynb) | token embeddings, sinusoidal, learned and row/column positions | ids → vectors | ready |
+# | [04 the discrete VAE](04_discrete_vae.ipynb) | Gumbel-softmax, encoder, decoder, codebook | image ↔ image ids | ready |
+# | [05 attention and masks](05_attention_and_masks.ipynb) | attention, causal and DALL·E's sparse masks | the transformer's core | ready |
+# | [06 the transformer](06_transformer.ipynb) | training DALL·E on `[text, image]` streams | next-token logits | ready |
+# | [07 sampling](07_sampling.ipynb) | temperature, top-k/p, KV cache, guidance, completion | image ids from a caption | ready |
+# | [08 reranking with CLIP](08_reranking_with_clip.ipynb) | a small contrastive model | best images | ready |
+# | 09 evaluation and bias | fidelity, diversity, audits | measuring it | *coming* |
+# | 10 fine-tuning | new data, new words | customization | *coming* |
+# | 11 DALL·E from Python | an API and an interactive playground | using it | *coming* |
+# | 12 scaling up | mixed precision, distributed training, the paper's 12B model | the real thing | *coming* |
 #
-# Lessons 01–07 build, piece by piece, the pipeline you ran in section 4; lessons 08–12 (landing as the
-# course grows) improve it, measure it and scale it up.
+# Lessons 01–07 build, piece by piece, the pipeline you ran in section 4, and lesson 08 picks the best of
+# its pictures as the paper did. Lessons 09–12 are not written yet: they will measure the model, teach it
+# new things and scale it up. The exercises of every lesson have worked solutions in the
+# [solutions/](solutions/) folder next to this notebook.
 #
 # ## Takeaways
 #
@@ -195,4 +202,4 @@ assert sum(verdicts) >= 4  # a good share of the 12 pictures follow their captio
 # * Every lesson builds one idea from scratch, then checks it against the `dalle_lessons` package,
 #   which assembles the complete model.
 #
-# Next: **01 · the Shapes dataset**.
+# **Next: [01 · the Shapes dataset](01_shapes_dataset.ipynb)**

@@ -707,7 +707,7 @@ def caption_for(scene: shapes.Scene) -> str:
 ok = check_caption_for(caption_for)
 
 # %% [markdown]
-# The solutions are in `notebooks/solutions/01_shapes_dataset.ipynb`.
+# The solutions are in [solutions/01_shapes_dataset.ipynb](solutions/01_shapes_dataset.ipynb).
 #
 # ## Takeaways
 #
@@ -733,3 +733,6 @@ ok = check_caption_for(caption_for)
 #   judge that provably reads pictures correctly, is how we will measure it in this course.
 #   Note also that DALL·E ranks its samples with CLIP, a contrastive model; the contrastive loss is
 #   CLIP's, not the transformer's (lesson 08 builds a small CLIP for reranking).
+#
+# **Next: [02 · tokenization](02_tokenization.ipynb)**, which turns these captions into the integer ids a
+# transformer reads.

@@ -490,7 +490,7 @@ print(f"50 dropout draws: all decode to {caption!r}; none is shorter than the pl
 #
 # Each exercise is a function for you to fill in: replace `raise NotImplementedError` with your code
 # and run the cell below it. The check compares your function with the library's and says, in plain
-# words, what is wrong. Solutions are in `notebooks/solutions/02_tokenization.ipynb`.
+# words, what is wrong. Solutions are in [solutions/02_tokenization.ipynb](solutions/02_tokenization.ipynb).
 
 # %%
 from dalle_lessons.exercises.l02_tokenization import (check_apply_merges, check_decode,
@@ -567,3 +567,6 @@ ok = check_decode(my_decode)
 #   (8,192 dVAE codes) are separate vocabularies.
 # - Padding is per position: one learned pad embedding for each of the 256 text positions, not one
 #   shared pad vector.
+#
+# **Next: [03 · embeddings and positions](03_embeddings_and_positions.ipynb)**, which turns these ids into
+# vectors and tells the model where each token sits.

@@ -465,7 +465,7 @@ print(f"{caption!r}: {len(ids) - n_pad} caption tokens, {n_pad} pads")
 #
 # Each exercise asks for something this lesson has not shown: a variation, a new piece, or an
 # experiment. Replace `raise NotImplementedError` with your code and run the cell below it; the check
-# says, in plain words, what is wrong. Solutions are in `notebooks/solutions/03_embeddings_and_positions.ipynb`.
+# says, in plain words, what is wrong. Solutions are in [solutions/03_embeddings_and_positions.ipynb](solutions/03_embeddings_and_positions.ipynb).
 
 # %%
 from dalle_lessons.exercises.l03_positions import (check_shift_matrix, check_similarity_by_offset,
@@ -568,5 +568,5 @@ else:
 #   keep the 2-D grid in view.
 # - Padding is not one shared pad vector: DALL·E learns one pad embedding per text position.
 #
-# Next, lesson 04 builds the discrete VAE that turns images into the grid of tokens these row and
-# column embeddings describe.
+# **Next: [04 · the discrete VAE](04_discrete_vae.ipynb)**, which turns images into the grid of tokens
+# these row and column embeddings describe.

@@ -696,7 +696,7 @@ print(f"{checked} masks checked (4 kinds x 2 wraparounds x 4 scales, up to the p
 #
 # Each exercise asks for something this lesson has not shown: a variation, a new piece, or an
 # experiment. Replace `raise NotImplementedError` with your code and run the cell below it; the check
-# says, in plain words, what is wrong. Solutions are in `notebooks/solutions/05_attention_and_masks.ipynb`.
+# says, in plain words, what is wrong. Solutions are in [solutions/05_attention_and_masks.ipynb](solutions/05_attention_and_masks.ipynb).
 
 # %%
 from dalle_lessons.exercises.l05_attention import (check_alibi_attention, check_layers_to_connect,
@@ -821,4 +821,5 @@ else:
 # - The paper's "row" attention is a sliding window that wraps into the row above (its Fig. 11a), not
 #   "attend within your own row"; its convolutional mask wraps the same way.
 #
-# Next, lesson 06 stacks these attention layers into DALL·E's transformer and trains it.
+# **Next: [06 · the transformer](06_transformer.ipynb)**, which stacks these attention layers into DALL·E's
+# transformer and trains it.

@@ -912,7 +912,7 @@ assert 11.5e9 < big.num_parameters() < 12.5e9
 #
 # Each exercise is a function for you to fill in: replace `raise NotImplementedError` with your code and
 # run the cell below it. The check compares your function with the library's conventions and says, in
-# plain words, what is wrong. Solutions are in `notebooks/solutions/06_transformer.ipynb`.
+# plain words, what is wrong. Solutions are in [solutions/06_transformer.ipynb](solutions/06_transformer.ipynb).
 
 # %%
 from dalle_lessons.exercises.l06_transformer import check_stream, check_text_embedding, check_weighted_loss
@@ -996,5 +996,5 @@ ok = check_weighted_loss(my_dalle_loss)
 # - Caption dropout and classifier-free guidance are **not** in the 2021 paper; the course adds them for
 #   lesson 07.
 #
-# Next, lesson 07 makes the model draw: it samples image tokens one at a time, with a KV cache, top-k and
-# guidance, and the dVAE turns them into pictures.
+# **Next: [07 · sampling](07_sampling.ipynb)**, which makes the model draw: it samples image tokens one at a
+# time, with a KV cache, top-k and guidance, and the dVAE turns them into pictures.

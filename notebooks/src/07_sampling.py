@@ -633,7 +633,7 @@ assert right_color > right_shape + ASKS  # and the color word is followed more o
 #
 # Each exercise is a function for you to fill in: replace `raise NotImplementedError` with your code and
 # run the cell below it. The check compares your function with the library and says, in plain words,
-# what is wrong. Solutions are in `notebooks/solutions/07_sampling.ipynb`.
+# what is wrong. Solutions are in [solutions/07_sampling.ipynb](solutions/07_sampling.ipynb).
 
 # %%
 from dalle_lessons.exercises.l07_sampling import check_completion, check_guidance, check_top_p
@@ -714,4 +714,5 @@ ok = check_completion(my_complete)
 # - The KV cache is a standard trick of every autoregressive transformer, not specific to DALL·E; the
 #   paper's 1,280-token stream is where it matters most.
 #
-# Next, lesson 08 trains a small **CLIP** and uses it to rerank samples, as the paper did.
+# **Next: [08 · reranking with CLIP](08_reranking_with_clip.ipynb)**, which trains a small CLIP and uses it
+# to rerank samples, as the paper did.
