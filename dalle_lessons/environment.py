@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 #: (import name, pip name, lowest version the course is tested with)
 REQUIREMENTS = (
@@ -56,13 +57,23 @@ def check_environment() -> list[CheckResult]:
         folder = data_dir()
         problems = manifest_problems(folder)  # every committed file present, with the size and SHA-256 it should have
         results.append(CheckResult(
-            "course data", not problems, f"{folder}" + ("" if problems else " (matches MANIFEST.json)")
+            "course data", not problems, f"{course_relative(folder)}" + ("" if problems else " (matches MANIFEST.json)")
             + "".join(f"\n    {problem}" for problem in problems),
             "restore data/ from git (git checkout -- data) or re-create it: see data/README.md" if problems else ""))
     except FileNotFoundError as error:
         results.append(CheckResult("course data", False, str(error), "run from a clone: pip install -e ."))
     results.append(CheckResult("device", True, describe_device()))
     return results
+
+
+def course_relative(path: Path) -> str:
+    """`path` as seen from the course folder (e.g. 'data/'), so reports and committed outputs name no
+    one's home directory; a path outside the course (DALLE_LESSONS_DATA) stays absolute."""
+    course = Path(__file__).resolve().parent.parent
+    try:
+        return f"{path.resolve().relative_to(course).as_posix()}/ in the course folder"
+    except ValueError:
+        return str(path)
 
 
 def pick_device() -> str:

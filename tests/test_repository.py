@@ -131,3 +131,9 @@ def test_links_between_notebooks_resolve_and_the_road_map_is_honest():
         exists = any((ROOT / "notebooks").glob(f"{number}_*.ipynb"))
         assert status == ("ready" if exists else "*coming*"), f"road map row {number}: {status}, but the notebook " \
             f"{'exists' if exists else 'does not exist'}"
+
+
+def test_environment_check_names_the_data_folder_relative_to_the_course():
+    from dalle_lessons.environment import check_environment, format_report
+    report = format_report(check_environment())
+    assert "course data  data/ in the course folder" in report and str(ROOT) not in report
