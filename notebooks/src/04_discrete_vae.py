@@ -852,7 +852,7 @@ plt.show()
 #
 # Each exercise is a function for you to fill in: replace `raise NotImplementedError` with your code and
 # run the cell below it. The check compares your function with the library's and says, in plain words,
-# what is wrong. Solutions are in `notebooks/solutions/04_discrete_vae.ipynb`.
+# what is wrong. Solutions are in [solutions/04_discrete_vae.ipynb](solutions/04_discrete_vae.ipynb).
 
 # %%
 from dalle_lessons.exercises.l04_dvae import check_code_usage, check_gumbel_softmax, check_logit_laplace
@@ -938,5 +938,6 @@ ok = check_code_usage(usage)
 # - The paper's ε = 0.1 pixel mapping is not a detail: without it, the logit-Laplace likelihood of a black
 #   or white pixel is infinite.
 #
-# Next, lesson 05 builds the attention that the transformer uses to read these tokens, and lesson 06
-# trains DALL·E on `[caption | image]` streams.
+# **Next: [05 · attention and masks](05_attention_and_masks.ipynb)**, the attention the transformer uses to
+# read these tokens; then [06 · the transformer](06_transformer.ipynb) trains DALL·E on `[caption | image]`
+# streams.
