@@ -7,7 +7,10 @@
     python -m dalle_lessons train dalle --preset cpu [--steps N] [--seed S] [--out DIR] [--resume]
     python -m dalle_lessons evaluate judge [--json]
     python -m dalle_lessons evaluate dvae [--checkpoint PATH] [--json]
-    python -m dalle_lessons evaluate generation [--checkpoint DIR] [--captions N] [--samples K] [--sweep] [--json]
+    python -m dalle_lessons evaluate generation [--checkpoint DIR] [--captions N] [--samples K] [--rerank N] [--sweep] [--json]
+    python -m dalle_lessons train clip --preset cpu [--steps N] [--seed S] [--out DIR] [--resume]
+    python -m dalle_lessons evaluate clip [--checkpoint PATH] [--json]
+    python -m dalle_lessons evaluate rerank [--captions N] [--max-rerank 64] [--json]
     python -m dalle_lessons generate "a small red circle above a blue square" -n 8 --seed 0 --out grid.png
 """
 from __future__ import annotations
@@ -53,6 +56,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train_dvae(args)
     if args.what == "dalle":
         return _train_dalle(args)
+    if args.what == "clip":
+        return _train_clip(args)
     raise SystemExit(f"unknown training target {args.what!r}")
 
 
@@ -92,6 +97,24 @@ def _train_dalle(args: argparse.Namespace) -> int:
     final = summary["history"][-1] if summary["history"] else {}
     print(f"wrote {summary['path']} after {summary['step']} steps in {summary['seconds']:.0f} s"
           + (f" (val text loss {final['val_text_loss']:.3f}, image loss {final['val_image_loss']:.3f})"
+             if final else ""))
+    return 0
+
+
+def _train_clip(args: argparse.Namespace) -> int:
+    from .train_clip import ClipTrainConfig, train_clip
+    changes = {"steps": args.steps, "false_negatives": args.false_negatives, "train_items": args.train_images}
+    if args.no_hard_negatives:
+        changes["hard_negatives"] = False
+    train_config = ClipTrainConfig(**{k: v for k, v in changes.items() if v is not None})
+    try:
+        summary = train_clip(args.preset, seed=args.seed, out=args.out, train_config=train_config, resume=args.resume)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    final = summary["history"][-1] if summary["history"] else {}
+    print(f"wrote {summary['path']} after {summary['step']} steps in {summary['seconds']:.0f} s"
+          + (f" (val R@1 image->text {final['val_i2t_r1']:.1f} %, binding probe {final['val_probe']:.1f} %)"
              if final else ""))
     return 0
 
@@ -148,7 +171,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     pipe = TextToImage.from_pretrained(args.checkpoint, device=args.device)
     loaded = time.perf_counter()
-    images = pipe.generate(args.prompts, n=args.n, size=args.size, seed=args.seed, **settings)
+    images = pipe.generate(args.prompts, n=args.n, size=args.size, seed=args.seed, rerank=args.rerank, **settings)
     generated = time.perf_counter()
     per_prompt = [images[p * args.n:(p + 1) * args.n] for p in range(len(args.prompts))]
     written = []
@@ -181,6 +204,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_dvae(args)
     if args.what == "generation":
         return _evaluate_generation(args)
+    if args.what == "clip":
+        return _evaluate_clip(args)
+    if args.what == "rerank":
+        return _evaluate_rerank(args)
     start = time.perf_counter()
     rows = evaluate_judge(n=args.n, preset=args.preset, seed=args.seed)
     elapsed = time.perf_counter() - start
@@ -217,6 +244,66 @@ def _evaluate_dvae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_clip(args: argparse.Namespace) -> int:
+    from .clip_eval import evaluate_clip, load_clip
+    from .config import get_preset
+    from .environment import machine_summary
+    from .evaluate import format_table
+    from .train_clip import clip_tokenizer
+    get_preset(args.preset)
+    start = time.perf_counter()
+    model, meta = load_clip(args.checkpoint, preset=args.preset)
+    n = min(args.n, 1000) if args.n == 2000 else args.n  # --n's default is the judge's; retrieval uses 1,000 pairs
+    report = evaluate_clip(model, clip_tokenizer(args.preset), n=n, probe_n=n, preset=args.preset, seed=args.seed)
+    elapsed = time.perf_counter() - start
+    shown = args.checkpoint or f"data/clip-{args.preset}.safetensors"
+    if args.json:
+        print(json.dumps({"what": "clip", "checkpoint": shown, "preset": args.preset, "n": n, "seed": args.seed,
+                          "machine": machine_summary(), "seconds": round(elapsed, 1), **report}, indent=1))
+        return 0
+    extra = meta.get("extra", {})
+    print(f"CLIP {shown}: trained by `{extra.get('command', '?')}`, {extra.get('steps', '?')} steps in "
+          f"{extra.get('wall_seconds', '?')} s; {model.num_parameters():,} parameters")
+    r = report["retrieval"]
+    rows = [{"direction": d.replace("_", " "), "R@1 pair": r[f"{d}_r1_pair"], "R@5 pair": r[f"{d}_r5_pair"],
+             "R@1 true": r[f"{d}_r1_true"], "R@5 true": r[f"{d}_r5_true"]} for d in ("image_to_text", "text_to_image")]
+    print(f"\nRetrieval among {n} test pairs (%): 'pair' = the item's own partner; 'true' = any item the "
+          "caption truly describes")
+    print(format_table(rows))
+    print("\nBinding probe (%): the true caption scores above a caption that differs in exactly one thing")
+    kinds = list(report["probe"]["seen"])
+    rows = [{"kind": k, "seen pairs": report["probe"]["seen"][k]["accuracy"],
+             "held-out pairs": report["probe"]["heldout"][k]["accuracy"],
+             "comparisons": report["probe"]["seen"][k]["pairs"]} for k in kinds]
+    print(format_table(rows))
+    print(f"{machine_summary()}; {elapsed:.1f} s")
+    return 0
+
+
+def _evaluate_rerank(args: argparse.Namespace) -> int:
+    from .environment import machine_summary
+    from .evaluate import format_table
+    from .pipeline import TextToImage
+    from .rerank_eval import rerank_curve
+    start = time.perf_counter()
+    pipe = TextToImage.from_pretrained(args.checkpoint)
+    report = rerank_curve(pipe, n_captions=args.captions, max_n=args.max_rerank, seed=args.seed,
+                          sampling=_sampling_changes(args), batch_size=args.batch_size)
+    elapsed = time.perf_counter() - start
+    if args.json:
+        print(json.dumps({"what": "rerank", "machine": machine_summary(), "seconds": round(elapsed, 1), **report},
+                         indent=1))
+        return 0
+    print(f"Reranking: all-correct (%) of the chosen image, best of N samples per caption; {args.captions} captions "
+          f"per set, seed {args.seed}; sampling: {_describe_sampling(report['sampling'])}")
+    print("random: a random sample's chance (the N = 1 baseline); clip: the sample CLIP scores highest; "
+          "oracle: the judge itself picks (a perfect reranker)")
+    print(format_table(report["rows"]))
+    print("\n".join(f"seconds per caption at N = {k}: {v:.2f}" for k, v in report["seconds_per_caption"].items()))
+    print(f"{machine_summary()}; {elapsed:.1f} s")
+    return 0
+
+
 GENERATION_COLUMNS = ["set", "captions", "images", "all_correct", "count", "shape", "color", "size", "position",
                       "relation", "background", "distinct_images", "distinct_readings"]
 
@@ -228,9 +315,12 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     pipe = TextToImage.from_pretrained(args.checkpoint)
     shown = args.checkpoint or "the shipped model in data/"
+    if args.sweep and args.rerank != 1:
+        raise ValueError(f"--sweep with --rerank {args.rerank}: the sweep measures sampling settings without "
+                         "reranking; run them separately")
     options = dict(n_captions=args.captions, samples=args.samples, seed=args.seed,
                    sampling=_sampling_changes(args), batch_size=args.batch_size)
-    report = {**evaluate_generation(pipe, **options), "checkpoint": shown}
+    report = {**evaluate_generation(pipe, **options, rerank=args.rerank), "checkpoint": shown}
     if args.sweep:
         sweep = generation_sweep(pipe, **options, baseline=report)
         report["sweep"] = {"guidance": sweep["guidance"], "sampling": sweep["sampling"]}
@@ -241,7 +331,8 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
         return 0
     print(f"Generation fidelity (%), judged: {shown}, {args.captions} captions per set x {args.samples} "
           f"samples, seed {args.seed}")
-    print(f"sampling: {_describe_sampling(report['sampling'])}")
+    print(f"sampling: {_describe_sampling(report['sampling'])}"
+          + (f"; each image CLIP's best of {report['rerank']} samples" if report["rerank"] > 1 else ""))
     for name, (description, split, _) in GENERATION_SETS.items():
         print(f"  set {name}: {description} ({split} split)")
     print(format_table(report["rows"], GENERATION_COLUMNS))
@@ -276,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=cmd_data)
 
     train = sub.add_parser("train", help="train a component and save it in data/")
-    train.add_argument("what", choices=["tokenizer", "dvae", "dalle"])
+    train.add_argument("what", choices=["tokenizer", "dvae", "dalle", "clip"])
     train.add_argument("--preset", default="cpu")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--steps", type=int, default=None, help="dvae, dalle: training steps (default: the recipe's)")
@@ -286,11 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dvae: 'gumbel' (DALL·E, default) or 'vq' (VQ-VAE); vq saves as dvae-PRESET-vq")
     train.add_argument("--likelihood", choices=["logit_laplace", "mse"], default=None,
                        help="dvae: reconstruction loss (default: the preset's)")
-    train.add_argument("--train-images", type=int, default=None, help="dvae: size of the training set")
+    train.add_argument("--train-images", type=int, default=None, help="dvae, clip: size of the training set")
+    train.add_argument("--no-hard-negatives", action="store_true",
+                       help="clip: train without near-miss captions (an ablation: the binding probe drops)")
+    train.add_argument("--false-negatives", choices=["soft", "ignore"], default=None,
+                       help="clip: 'soft' (default) spreads targets over every true pair in a batch; "
+                            "'ignore' is CLIP's one-hot recipe (an ablation)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="print a table of measured figures")
-    evaluate.add_argument("what", choices=["judge", "dvae", "generation"])
+    evaluate.add_argument("what", choices=["judge", "dvae", "generation", "clip", "rerank"])
     evaluate.add_argument("--n", type=int, default=2000, help="judge, dvae: number of test images")
     evaluate.add_argument("--checkpoint", default=None,
                           help="dvae: a .safetensors checkpoint (default: data/dvae-PRESET.safetensors); "
@@ -300,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--captions", type=int, default=100, help="generation: captions per set (a, b, c)")
     evaluate.add_argument("--samples", type=int, default=4, help="generation: images per caption")
     evaluate.add_argument("--batch-size", type=int, default=128, help="generation: images generated at once")
+    evaluate.add_argument("--rerank", type=int, default=1,
+                          help="generation: each image is the best of this many samples by CLIP score (default 1: none)")
+    evaluate.add_argument("--max-rerank", type=int, default=64,
+                          help="rerank: the largest N of the curve N = 1, 2, 4, ... (default 64)")
     evaluate.add_argument("--sweep", action="store_true",
                           help="generation: add tables over guidance scales and sampling settings "
                                "(about ten times as long as the main table)")
@@ -319,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--checkpoint", default=None,
                           help="a folder written by TextToImage.save_pretrained (default: the shipped model)")
     generate.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    generate.add_argument("--rerank", type=int, default=1,
+                          help="sample this many candidates per image and keep the one CLIP scores highest "
+                               "(default 1: no reranking; at most 128)")
     _add_sampling(generate)
     generate.set_defaults(func=cmd_generate)
     return parser

@@ -320,10 +320,14 @@ def _score_set(pipe, ids: torch.Tensor, caption_set: CaptionSet, samples: int, b
 
 
 def _evaluate_prepared(pipe, prepared: _PreparedSets, samples: int, seed: int, sampling: dict,
-                       batch_size: int) -> list[dict]:
+                       batch_size: int, rerank: int = 1) -> list[dict]:
+    from .rerank_eval import generate_reranked
     rows = []
     for name, caption_set in prepared.sets.items():
-        ids = _generate(pipe, prepared.text_ids[name], samples, seed, name, sampling, batch_size)
+        if rerank > 1:  # each image: CLIP's best of `rerank` candidates (lesson 08)
+            ids = generate_reranked(pipe, prepared.text_ids[name], samples, rerank, seed, name, sampling, batch_size)
+        else:
+            ids = _generate(pipe, prepared.text_ids[name], samples, seed, name, sampling, batch_size)
         rows.append(_score_set(pipe, ids, caption_set, samples, batch_size))
     return rows
 
@@ -336,7 +340,7 @@ def _check_counts(samples: int, batch_size: int) -> None:
 
 
 def evaluate_generation(pipeline_or_path=None, n_captions: int = 100, samples: int = 4, seed: int = 0,
-                        sampling: dict | None = None, batch_size: int = 128) -> dict:
+                        sampling: dict | None = None, batch_size: int = 128, rerank: int = 1) -> dict:
     """How faithfully generated images follow fixed test captions, scored by the judge.
 
     Three sets of `n_captions` captions (see `GENERATION_SETS`): (a) one object whose color-shape
@@ -347,14 +351,17 @@ def evaluate_generation(pipeline_or_path=None, n_captions: int = 100, samples: i
     captions that state it (None where none does), and diversity (see `DIVERSITY_NOTE`).
 
     `pipeline_or_path`: a TextToImage, a folder written by `save_pretrained`, or None for the
-    shipped model. `sampling`: changes to the pipeline's DEFAULT_SAMPLING.
+    shipped model. `sampling`: changes to the pipeline's DEFAULT_SAMPLING. `rerank` N > 1: each image
+    is the one CLIP scores highest among N samples (the pipeline's reranker).
     """
+    from .rerank import check_rerank
     _check_counts(samples, batch_size)
+    rerank = check_rerank(rerank, samples)
     settings = generation_settings(sampling)
     pipe, shown = _load_pipeline(pipeline_or_path)
     prepared = _prepare(pipe, n_captions)
-    rows = _evaluate_prepared(pipe, prepared, samples, seed, settings, batch_size)
-    return {"checkpoint": shown, "sampling": settings, "n_captions": n_captions, "samples": samples,
+    rows = _evaluate_prepared(pipe, prepared, samples, seed, settings, batch_size, rerank)
+    return {"checkpoint": shown, "sampling": settings, "rerank": rerank, "n_captions": n_captions, "samples": samples,
             "seed": seed, "batch_size": batch_size, "caption_seed": CAPTION_SEED,
             "truncated_captions": prepared.truncated, "diversity": DIVERSITY_NOTE, "rows": rows}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -26,6 +27,10 @@ from .dvae import DiscreteVAE
 from .environment import pick_device
 from .paths import data_dir
 from .sampling import generate_image_tokens, iter_image_tokens
+from .clip import ClipModel
+from .clip_eval import load_clip
+from .clip_eval import tokenizer_fingerprint as tokenizer_fingerprint_of
+from .rerank import check_rerank, clip_mismatches, rerank_candidates
 from .tokenizer import CaptionTokenizer
 from .transformer import DalleTransformer
 
@@ -46,11 +51,23 @@ MAX_BATCH = 64  # rows sampled together; more are sampled in chunks of this many
 
 FORMAT = "dalle_lessons-pipeline-v1"
 PARTS = {"tokenizer": "tokenizer.json", "dvae": "dvae.safetensors", "transformer": "transformer.safetensors"}
+SHIPPED_CLIP = ("clip-cpu.safetensors", "python -m dalle_lessons train clip --preset cpu --seed 0")
 SHIPPED = {  # the default pipeline's files in data/, and the command that writes each one
     "tokenizer": ("tokenizer.json", "python -m dalle_lessons train tokenizer --preset cpu"),
     "dvae": ("dvae-cpu.safetensors", "python -m dalle_lessons train dvae --preset cpu --seed 0"),
     "transformer": ("dalle-cpu.safetensors", "python -m dalle_lessons train dalle --preset cpu --seed 0"),
 }
+
+
+@dataclass
+class RankedImages:
+    """What `generate_ranked` returns: the chosen token grids and how CLIP scored every candidate."""
+
+    ids: torch.Tensor  # [P * n, N] the chosen image tokens, prompt-major
+    scores: torch.Tensor  # [P * n] CLIP's cosine similarity of each chosen image to its prompt
+    candidate_scores: torch.Tensor  # [P * n, rerank] every candidate's score
+    chosen: torch.Tensor  # [P * n] which candidate won
+    candidates: torch.Tensor  # [P * n * rerank, N] every candidate's tokens
 
 
 def part_mismatches(tokenizer: CaptionTokenizer, dvae: DiscreteVAE, transformer: DalleTransformer) -> list[str]:
@@ -128,6 +145,8 @@ class TextToImage:
         self.tokenizer, self.dvae, self.transformer = tokenizer, dvae.eval(), transformer.eval()
         self.dvae.to(self.device)
         self.provenance = provenance or {}  # what each checkpoint recorded about its training
+        self._clip, self._clip_path = None, None  # the reranker: set_reranker, or loaded on first use
+
 
     # --- loading and saving --------------------------------------------------------------------------
 
@@ -157,7 +176,10 @@ class TextToImage:
                              "save the pipeline again with this version's save_pretrained")
         again = "the save is incomplete: save the pipeline there again with save_pretrained"
         files = {part: _check_file(folder / meta.get(part, name), part, again) for part, name in PARTS.items()}
-        return cls._from_files(files, device)
+        pipe = cls._from_files(files, device)
+        if meta.get("clip") and (folder / meta["clip"]).is_file():
+            pipe._clip_path = folder / meta["clip"]
+        return pipe
 
     @classmethod
     def _from_data_dir(cls, device: str) -> TextToImage:
@@ -165,7 +187,9 @@ class TextToImage:
         folder = data_dir()
         files = {part: _check_file(folder / name, part, f"restore it from git, or create it with `{command}`")
                  for part, (name, command) in SHIPPED.items()}
-        return cls._from_files(files, device)
+        pipe = cls._from_files(files, device)
+        pipe._clip_path = folder / SHIPPED_CLIP[0]  # loaded only when a caller reranks
+        return pipe
 
     @classmethod
     def _from_files(cls, files: dict[str, Path], device: str) -> TextToImage:
@@ -186,6 +210,11 @@ class TextToImage:
                          extra=self.provenance.get("transformer"))
         index = {"format": FORMAT, **PARTS, "image_size": self.native_size,
                  "image_tokens": self.transformer.config.image_seq_len}
+        if self._clip is not None or (self._clip_path is not None and self._clip_path.is_file()):
+            clip = self.reranker
+            checkpoints.save(clip, clip.config, folder / "clip.safetensors", extra=self.provenance.get("clip"),
+                             dtype=torch.float16)
+            index["clip"] = "clip.safetensors"
         tmp = folder / f".pipeline.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(index, indent=1) + "\n")
         os.replace(tmp, folder / "pipeline.json")  # written last: its presence marks a complete save
@@ -194,7 +223,42 @@ class TextToImage:
     def to(self, device: str | torch.device) -> TextToImage:
         self.dvae.to(device)
         self.transformer.to(device)
+        if self._clip is not None:
+            self._clip.to(device)
         return self
+
+    # --- the reranker (lesson 08) ----------------------------------------------------------------------
+
+    def set_reranker(self, clip: ClipModel, tokenizer_fingerprint: str | None = None) -> TextToImage:
+        """Use `clip` to rerank; it must read this pipeline's image size and tokenizer (checked).
+
+        `tokenizer_fingerprint`: the one recorded when `clip` was trained (its checkpoint's JSON);
+        None skips that part of the check.
+        """
+        if not isinstance(clip, ClipModel):
+            raise TypeError(f"the reranker must be a ClipModel, got {type(clip).__name__}")
+        problems = clip_mismatches(clip, tokenizer_fingerprint, tokenizer_fingerprint_of(self.tokenizer),
+                                   self.tokenizer.text_seq_len, self.native_size)
+        if problems:
+            raise ValueError("this CLIP cannot rerank this pipeline's images:\n  - " + "\n  - ".join(problems)
+                             + "\nFix: train CLIP for the same preset and tokenizer "
+                               "(`python -m dalle_lessons train clip --preset PRESET`).")
+        self._clip = clip.eval().to(self.device)
+        return self
+
+    @property
+    def reranker(self) -> ClipModel:
+        """The CLIP that `generate(..., rerank=N)` uses (the shipped one is loaded on first use)."""
+        if self._clip is None:
+            path = self._clip_path
+            if path is None or not path.is_file():
+                where = f" ({path} is missing: restore it from git, or create it with `{SHIPPED_CLIP[1]}`)" if path else ""
+                raise FileNotFoundError(f"this pipeline has no CLIP reranker{where}; give it one with "
+                                        "pipe.set_reranker(clip)")
+            clip, meta = load_clip(path, device=str(self.device))
+            self.set_reranker(clip, meta.get("extra", {}).get("tokenizer"))
+            self.provenance["clip"] = {k: v for k, v in meta.get("extra", {}).items() if k != "history"}
+        return self._clip
 
     # --- sizes -----------------------------------------------------------------------------------------
 
@@ -323,15 +387,37 @@ class TextToImage:
     # --- the three ways to make images -----------------------------------------------------------------
 
     def generate(self, prompt: str | Sequence[str], n: int = 1, size: str | None = None,
-                 seed: int | None = None, resample: str = "nearest", **sampling) -> list[Image.Image]:
+                 seed: int | None = None, resample: str = "nearest", rerank: int = 1,
+                 **sampling) -> list[Image.Image]:
         """n images per prompt as PIL images (prompt-major), at `size` (default: native).
 
         `sampling`: temperature, top_k, top_p, guidance_scale (defaults: DEFAULT_SAMPLING). The same
-        seed gives the same images.
+        seed gives the same images. `rerank=N` samples N candidates per image and keeps the one CLIP
+        scores highest (DALL·E's reranking; `generate_ranked` also returns the scores).
         """
         self._output_side(size)  # a bad size fails before any sampling
-        ids = self.generate_tokens(prompt, n=n, seed=seed, **sampling)
+        if check_rerank(rerank) > 1:
+            ids = self.generate_ranked(prompt, n=n, rerank=rerank, seed=seed, **sampling).ids
+        else:
+            ids = self.generate_tokens(prompt, n=n, seed=seed, **sampling)
         return self.to_pil(self.decode(ids), size, resample)
+
+    def generate_ranked(self, prompt: str | Sequence[str], n: int = 1, rerank: int = 16,
+                        seed: int | None = None, **sampling) -> RankedImages:
+        """n images per prompt, each the best by CLIP score of `rerank` candidates, with every score.
+
+        The n * rerank candidates of a prompt are sampled in one batch and scored in one CLIP pass.
+        """
+        settings = sampling_settings(sampling)
+        n = _check_count(n)
+        text = self.encode_prompts(prompt)
+        rerank = check_rerank(rerank, len(text) * n)
+        clip = self.reranker
+        rows = text.repeat_interleave(n * rerank, dim=0)
+        candidates = self._sample(rows, self._generator(seed), settings)
+        pixels = torch.cat([self.decode(candidates[i:i + MAX_BATCH]) for i in range(0, len(candidates), MAX_BATCH)])
+        ranked = rerank_candidates(clip, pixels, rows, per_group=rerank)
+        return RankedImages(ranked.chosen(candidates), ranked.best_scores, ranked.scores, ranked.best, candidates)
 
     def complete_tokens(self, prompt: str, image: Image.Image | torch.Tensor, rows: int, n: int = 1,
                         seed: int | None = None, **sampling) -> torch.Tensor:
