@@ -148,8 +148,9 @@ def installed_torch(python: Path = PYTHON) -> tuple[str, str] | None:
     return version, build
 
 
-def install_torch(plan: TorchPlan, pip: Callable[..., None], reachable: Callable[[str], bool] = index_reachable) -> str:
+def install_torch(plan: TorchPlan, pip: Callable[..., None], reachable: Callable[[str], bool] | None = None) -> str:
     """Carry out a plan with `pip(*args)`; PyTorch's own index falls back to the default one. Returns the index used."""
+    reachable = reachable or index_reachable
     print(plan.describe(), flush=True)
     if plan.action == "keep":
         return "none"
@@ -200,11 +201,12 @@ def ensure_installed(torch: str | None = None) -> None:
     if STAMP.exists() and STAMP.read_text() == wanted and torch is None:
         return
     run(PYTHON, "-m", "pip", "install", "--upgrade", "pip")
-    plan = plan_torch(torch, installed_torch(), detect_nvidia_gpu(), platform.system())
+    before = installed_torch()
+    plan = plan_torch(torch, before, detect_nvidia_gpu(), platform.system())
     install_torch(plan, lambda *args: run(PYTHON, "-m", "pip", *args))
     run(PYTHON, "-m", "pip", "install", "-e", ".[dev]")  # torch is already there: pip keeps it
     STAMP.write_text(wanted)
-    version, build = installed_torch() or ("?", "?")
+    version, build = (before if plan.action == "keep" else installed_torch()) or ("?", "?")
     print(f"installed: torch {version} ({build} build); .venv takes {folder_size(VENV) / 1e9:.1f} GB", flush=True)
 
 

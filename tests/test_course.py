@@ -275,3 +275,22 @@ def test_bad_commands_say_what_is_wrong(launched, capsys):
     assert "course.py reset 03" in capsys.readouterr().err
     assert launched["run"] == []
     assert course.main(["--help"]) == 0 and "reset" in capsys.readouterr().out
+
+
+def test_ensure_installed_in_ci_runs_pip_twice_and_keeps_torch(monkeypatch, tmp_path, capsys):
+    """The CI path end to end, pip faked: no torch install, no network probe, the stamp written."""
+    commands = []
+    monkeypatch.setattr(course, "PYTHON", Path(sys.executable))
+    monkeypatch.setattr(course, "VENV", tmp_path)
+    monkeypatch.setattr(course, "STAMP", tmp_path / ".course-installed")
+    monkeypatch.setattr(course, "run", lambda *args: commands.append([str(a) for a in args[1:]]))
+    monkeypatch.setattr(course, "installed_torch", lambda python=None: ("2.13.0+cpu", "cpu"))
+    monkeypatch.setattr(course, "index_reachable", never_probed)
+    course.ensure_installed()
+    assert commands == [["-m", "pip", "install", "--upgrade", "pip"], ["-m", "pip", "install", "-e", ".[dev]"]]
+    out = capsys.readouterr().out
+    assert "keeping the torch already in .venv" in out and "installed: torch 2.13.0+cpu (cpu build)" in out
+    course.ensure_installed()  # up to date: nothing runs
+    assert len(commands) == 2
+    course.ensure_installed(torch="cuda")  # an explicit choice is honoured even when up to date
+    assert ["-m", "pip", "uninstall", "--yes", "torch"] in commands and ["-m", "pip", "install", "torch"] in commands
