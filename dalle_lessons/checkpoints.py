@@ -23,7 +23,16 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from .manifest import sniff, verify_shipped
+
 FORMAT = "dalle_lessons-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as it is: damaged, another format, another kind, or not the shipped one.
+
+    A ValueError, so callers that catch bad input keep working; its message is one line naming the file and the fix.
+    """
 INT8_SCALE = ".int8_scale"  # suffix of the per-row scales stored beside an int8 weight matrix
 
 
@@ -132,18 +141,89 @@ def save(model: nn.Module, config: Any, path: str | Path, extra: dict | None = N
     return _write_pair(path, tensors, meta)
 
 
+REFIT = "restore it (git checkout -- data/ for the shipped files) or save it again"
+
+
+def _read_json(meta_file: Path) -> dict:
+    """A checkpoint's JSON, or a one-line CheckpointError naming the file (LFS pointer, empty, not JSON)."""
+    verify_shipped(meta_file)
+    what = sniff(meta_file)
+    if what:
+        raise CheckpointError(f"{meta_file} {what}")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{meta_file} is not valid JSON ({str(error)[:80]}): {REFIT}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_file} holds a JSON {type(meta).__name__}, not a checkpoint's metadata: {REFIT}")
+    return meta
+
+
 def read_metadata(path: str | Path) -> dict:
     """The JSON that goes with a checkpoint: model_class, config_class, config and extra."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a .safetensors checkpoint file")
     meta_file = json_path(path)
     if not meta_file.exists():
         raise FileNotFoundError(f"{meta_file} is missing: a checkpoint is a .safetensors file plus its .json config")
-    meta = json.loads(meta_file.read_text())
+    meta = _read_json(meta_file)
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_file} is not a {FORMAT} file (format {meta.get('format')!r})")
+        raise CheckpointError(f"{meta_file} is not a {FORMAT} file (format {str(meta.get('format'))[:40]!r})")
+    if "state" in meta:
+        raise CheckpointError(f"{path} is a training state (written to resume a run), not a model: load the "
+                              "finished checkpoint beside it, or finish the run with --resume")
+    missing = [key for key in ("model_class", "config_class", "config") if key not in meta]
+    if missing or not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{meta_file} lacks {', '.join(missing) or 'a config dict'}: {REFIT}")
     return meta
+
+
+def diagnose(path: str | Path) -> str | None:
+    """Why `path` cannot be a complete safetensors file, in one sentence with the fix; None if it looks whole.
+
+    Reads the 8-byte header length and the JSON header only: an empty file, a Git LFS pointer, a pickle
+    renamed .safetensors, a truncated file and trailing garbage are each named without loading any tensor.
+    """
+    path = Path(path)
+    what = sniff(path)
+    if what:
+        return f"{path} {what}"
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"{path} is truncated ({size} bytes, shorter than a safetensors header): {REFIT}"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return (f"{path} is truncated or not safetensors ({size:,} bytes, but its header announces "
+                    f"{n:,}): {REFIT}")
+        try:
+            header = json.loads(f.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError, IndexError, AttributeError):
+            return f"{path} is not a safetensors file (its header is not safetensors JSON): {REFIT}"
+    if 8 + n + end > size:
+        return f"{path} is truncated: {size:,} bytes of the {8 + n + end:,} its header describes: {REFIT}"
+    if 8 + n + end < size:
+        return f"{path} has {size - 8 - n - end:,} bytes of trailing garbage after its tensors: {REFIT}"
+    return None
+
+
+def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file; a damaged or foreign file is a one-line CheckpointError."""
+    path = Path(path)
+    verify_shipped(path)  # a shipped file: its size and SHA-256 must be the manifest's
+    problem = diagnose(path)
+    if problem:
+        raise CheckpointError(problem)
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as error:  # SafetensorError and friends are no subclass of anything specific
+        raise CheckpointError(f"{path} cannot be read as safetensors ({str(error).splitlines()[0][:100]}): "
+                              f"{REFIT}") from None
 
 
 def config_mismatches(saved: dict, config: Any) -> list[str]:
@@ -155,7 +235,11 @@ def config_mismatches(saved: dict, config: Any) -> list[str]:
 
 def build_config(meta: dict) -> Any:
     """Rebuild the config dataclass recorded in a checkpoint's metadata."""
-    config_class = _import(meta["config_class"])
+    try:
+        config_class = _import(meta["config_class"])
+    except (ImportError, AttributeError, TypeError):
+        raise CheckpointError(f"the checkpoint names a config class {str(meta.get('config_class'))[:80]!r} that "
+                              "this version of dalle_lessons does not have: update the package, or retrain") from None
     known = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(meta["config"]) - known)
     if unknown:
@@ -179,8 +263,15 @@ def load(path: str | Path, model: nn.Module | None = None, map_location: str | t
     path = Path(path)
     meta = read_metadata(path)
     if model is None:
-        config = build_config(meta)
-        model = _import(meta["model_class"])(config)
+        try:
+            config = build_config(meta)
+            model = _import(meta["model_class"])(config)
+        except ValueError as error:  # the package's own one-line messages (CheckpointError included)
+            raise CheckpointError(f"{json_path(path)}: {error}") from None
+        except (TypeError, AttributeError, ImportError, KeyError, RuntimeError) as error:
+            raise CheckpointError(f"{json_path(path)} does not describe a model this package can build "
+                                  f"({type(error).__name__}: {str(error).splitlines()[0][:100] if str(error) else ''}): "
+                                  "was it edited by hand? Restore it or save the model again") from None
     else:
         config = getattr(model, "config", None)
         if config is None:
@@ -192,7 +283,12 @@ def load(path: str | Path, model: nn.Module | None = None, map_location: str | t
                 + "\n  ".join(problems)
                 + f"\nFix: load it without a model (checkpoints.load(path)) to build one from the "
                   f"checkpoint's config, or create the model with the same {type(config).__name__} fields.")
-    _load_weights(model, dequantize_int8(load_file(str(path), device=str(map_location))), path)
+    tensors = read_tensors(path, map_location)
+    try:
+        _load_weights(model, dequantize_int8(tensors), path)
+    except RuntimeError as error:  # a tensor of the right name but the wrong shape
+        raise CheckpointError(f"{path} does not fit {type(model).__name__} "
+                              f"({str(error).splitlines()[-1].strip()[:120]}): {REFIT}") from None
     return model.to(map_location).eval()
 
 
@@ -237,5 +333,14 @@ def load_state(path: str | Path) -> dict:
     meta_file = json_path(path)
     if not path.exists() or not meta_file.exists():
         raise FileNotFoundError(f"no training state at {path} (and {meta_file.name})")
-    meta = json.loads(meta_file.read_text())
-    return _unflatten(meta["state"], load_file(str(path)))
+    meta = _read_json(meta_file)
+    if "state" not in meta:
+        raise CheckpointError(f"{path} is not a training state (no 'state' in {meta_file.name}): resume from the "
+                              "*.state.safetensors file a run leaves, or start afresh without --resume")
+    try:
+        return _unflatten(meta["state"], read_tensors(path))
+    except CheckpointError as error:
+        raise CheckpointError(f"{error} (or start the run afresh without --resume)") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{meta_file} does not match {path.name} ({type(error).__name__}): start the run "
+                              "afresh without --resume") from None

@@ -82,6 +82,34 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolve_device(device: "str | None") -> str:
+    """`device` checked before any work ('cpu', 'cuda', 'cuda:N', 'mps'), or `pick_device()` for None.
+
+    A device this machine lacks is a one-line ValueError naming the fix, instead of a RuntimeError deep
+    inside torch after the model has loaded.
+    """
+    import torch
+    if device is None:
+        return pick_device()
+    name = str(device).strip().lower() if isinstance(device, (str, torch.device)) else None
+    if name is None:
+        raise TypeError(f"device must be a str such as 'cpu' or 'cuda', got {type(device).__name__}")
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ValueError(f"unknown device {str(device)[:40]!r}: choose 'cpu', 'cuda', 'cuda:N' or 'mps' "
+                         "(or leave it out: the GPU when there is one, else the CPU)")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: PyTorch sees no CUDA GPU on this machine; use 'cpu' (or leave "
+                             "the device out), or install a CUDA build of PyTorch on a machine with a GPU")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s), numbered "
+                             f"from 0; choose cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if kind == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {name!r}: Apple's Metal (MPS) is not available here; use 'cpu'")
+    return name
+
+
 def describe_device() -> str:
     import torch
     if torch.cuda.is_available():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 #: The course repository; the Colab install cell of every notebook clones this URL (a test checks).
@@ -20,6 +21,52 @@ def data_dir() -> Path:
         f"cannot find the course's data/ folder (looked at {candidate}). Install the package from a "
         "clone with `pip install -e .`, or set DALLE_LESSONS_DATA to the path of data/."
     )
+
+
+#: File types an image grid can be written as (what Pillow writes, by file extension).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def _writable_folder(folder: Path, what: str) -> None:
+    """Create `folder` if needed and write (then remove) a probe file in it: the one test that also catches
+    read-only file systems and /proc, where permission bits say yes. Raises a one-line error naming the fix."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ValueError(f"cannot write {what}: {existing} is a file, not a folder; choose another path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise PermissionError(f"cannot write {what}: {reason} in {folder}; choose a folder you can write to") from None
+
+
+def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> Path:
+    """Check, before any work, that an output file can be written at `path`: a known suffix, not a folder,
+    in a folder that exists or can be created and is writable. Returns the path."""
+    path = Path(path).expanduser()
+    if path.is_dir() or str(path).endswith(os.sep):
+        raise ValueError(f"{path} is a folder: give a file name such as {path / 'grid.png'}")
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"cannot tell the file type of {str(path)[:120]!r}: end the name in one of "
+                         f"{', '.join(suffixes)} (e.g. grid.png)")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"cannot write {path}: the file is read-only; choose another path")
+    _writable_folder(path.parent, str(path))
+    return path
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Check, before any work, that `path` is (or can become) a writable folder. Returns the path."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file, not a folder: give a folder path to write the images into")
+    _writable_folder(path, f"into {path}")
+    return path
 
 
 def cache_dir() -> Path:

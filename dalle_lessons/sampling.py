@@ -12,14 +12,76 @@ one cache; image completion starts from given top rows (`prefix`).
 """
 from __future__ import annotations
 
-import math
+import hashlib
 import numbers
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 
 if TYPE_CHECKING:
     from .transformer import DalleTransformer
+
+
+#: The accepted range of each sampling setting, stated once: the API, the CLI (its --help and its errors)
+#: and any later front end read them from here. The bounds keep the arithmetic finite in float32:
+#: logits / 1e-45 overflow to inf (and the softmax to NaN), a guidance of 1e30 does the same, and a
+#: negative guidance pushes every image away from its caption.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0  # plus exactly 0, which means greedy
+MAX_GUIDANCE = 10.0  # guidance_scale in [0, MAX_GUIDANCE]; 0 ignores the caption, 1 is no guidance
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
+SAMPLING_RANGES: dict[str, str] = {
+    "temperature": f"0 (greedy) or a number from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g}",
+    "top_k": "an int >= 1 (or None: keep every token)",
+    "top_p": "in (0, 1] (or None: keep every token)",
+    "guidance_scale": f"a number from 0 to {MAX_GUIDANCE:g} (1: no guidance, 0: ignore the caption)",
+}
+
+
+def check_sampling(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                   guidance_scale: float = 1.0) -> None:
+    """Raise a one-line ValueError (TypeError for a wrong type) for any setting outside SAMPLING_RANGES."""
+    def bad(name: str, value, error: type = ValueError) -> Exception:
+        return error(f"{name} must be {SAMPLING_RANGES[name]}, got {value!r}")
+
+    for name, value in (("temperature", temperature), ("top_p", top_p), ("guidance_scale", guidance_scale)):
+        if value is None and name == "top_p":
+            continue
+        if not _is_number(value):
+            raise bad(name, value, TypeError)
+    if top_k is not None and not _is_number(top_k, numbers.Integral):
+        raise bad("top_k", top_k, TypeError)
+    if not (temperature == 0 or MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE):  # NaN fails both
+        raise bad("temperature", temperature)
+    if top_k is not None and top_k < 1:
+        raise bad("top_k", top_k)
+    if top_p is not None and not 0 < top_p <= 1:
+        raise bad("top_p", top_p)
+    if not 0 <= guidance_scale <= MAX_GUIDANCE:
+        raise bad("guidance_scale", guidance_scale)
+
+
+def check_seed(seed) -> int:
+    """A seed as an int in [0, MAX_SEED]; anything else is a one-line ValueError."""
+    if not _is_number(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        shown = repr(seed) if len(repr(seed)) <= 40 else f"a {type(seed).__name__} of {len(repr(seed))} characters"
+        raise ValueError(f"seed must be an int >= 0 and at most 2**63 - 1 (or None for fresh randomness), "
+                         f"got {shown}")
+    return int(seed)
+
+
+def row_seed(seed: int, k: int) -> int:
+    """The seed of image k's own random stream: `seed` itself for k = 0 (so one image draws exactly what
+    a single generator seeded with `seed` draws), a SHA-256 digest of (seed, k) for the others."""
+    if k == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"dalle_lessons/{seed}/{k}".encode()).digest()[:8], "big") & MAX_SEED
+
+
+def row_generators(seed: int, count: int, device: str | torch.device = "cpu") -> list[torch.Generator]:
+    """One generator per image k = 0 .. count - 1, seeded with `row_seed(seed, k)`: image k's draws do
+    not depend on how many images are drawn with it."""
+    seed = check_seed(seed)
+    return [torch.Generator(device=device).manual_seed(row_seed(seed, k)) for k in range(count)]
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -49,6 +111,7 @@ def top_p_filter(logits: torch.Tensor, p: float | None) -> torch.Tensor:
     cumulative = sorted_logits.softmax(-1).cumsum(-1)
     # a token is kept when the mass *before* it is still short of p: the first token always is
     drop_sorted = (cumulative - sorted_logits.softmax(-1)) >= p
+    drop_sorted[..., 0] = False  # even a p below float32's resolution (1e-300 rounds to 0) keeps one token
     drop = torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
@@ -95,16 +158,10 @@ def _is_number(x, kind: type = numbers.Real) -> bool:
 
 def _check_settings(temperature: float, top_k: int | None, top_p: float | None, guidance_scale: float) -> None:
     """Fail before any work on settings the filters would only reject at the first token."""
-    if not _is_number(temperature) or not 0 <= temperature < math.inf:
-        raise ValueError(f"temperature must be a number >= 0 (0 means greedy: always the most likely "
-                         f"token), got {temperature!r}")
-    if top_k is not None and (not _is_number(top_k, numbers.Integral) or top_k < 1):
-        raise ValueError(f"top_k must be an int >= 1 (or None to keep every token), got {top_k!r}")
-    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1] (or None to keep every token), got {top_p!r}")
-    if not _is_number(guidance_scale) or not math.isfinite(guidance_scale):
-        raise ValueError(f"guidance_scale must be a finite number (1 = no guidance, usually 1 to 5), "
-                         f"got {guidance_scale!r}")
+    try:
+        check_sampling(temperature, top_k, top_p, guidance_scale)
+    except TypeError as error:  # a wrong type is as much a bad setting: one exception kind for callers
+        raise ValueError(str(error)) from None
 
 
 def _check_prefix(prefix: torch.Tensor | None, batch_size: int, n_tokens: int, vocab: int) -> int:
@@ -149,16 +206,33 @@ def _uncached_logits(model: DalleTransformer, text: torch.Tensor, tokens: torch.
 
 
 def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
-          generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row: argmax at temperature 0, otherwise a draw from the filtered distribution."""
+          generator: torch.Generator | None, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+    """One token per row: argmax at temperature 0, otherwise a draw from the filtered distribution
+    (from `generator`, or row b from `generators[b]`, one draw of the same shape as a single row's)."""
     if temperature == 0:
         return logits.argmax(-1)
-    return sample_from_logits(filter_logits(logits, temperature, top_k, top_p), generator)
+    filtered = filter_logits(logits, temperature, top_k, top_p)
+    if generators is None:
+        return sample_from_logits(filtered, generator)
+    return torch.cat([sample_from_logits(filtered[b:b + 1], g) for b, g in enumerate(generators)])
+
+
+def _check_generators(generator: torch.Generator | None, generators: Sequence[torch.Generator] | None,
+                      batch_size: int) -> None:
+    if generators is None:
+        return
+    if generator is not None:
+        raise ValueError("pass either generator (one stream for the batch) or generators (one per row), not both")
+    if isinstance(generators, torch.Generator) or not hasattr(generators, "__len__") \
+            or len(generators) != batch_size or not all(isinstance(g, torch.Generator) for g in generators):
+        raise ValueError(f"generators must be a list of {batch_size} torch.Generator objects, one per caption "
+                         f"row, got {type(generators).__name__}")
 
 
 def _generation(model: DalleTransformer, text_ids: torch.Tensor, temperature: float, top_k: int | None,
                 top_p: float | None, guidance_scale: float, prefix: torch.Tensor | None,
-                generator: torch.Generator | None, use_cache: bool) -> Iterator[tuple[int, torch.Tensor]]:
+                generator: torch.Generator | None, use_cache: bool,
+                generators: Sequence[torch.Generator] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Check everything now, then return the sampling loop (a generator of (n, tokens [B, N]))."""
     _check_settings(temperature, top_k, top_p, guidance_scale)
     config = model.config
@@ -169,6 +243,7 @@ def _generation(model: DalleTransformer, text_ids: torch.Tensor, temperature: fl
                          f"(CaptionTokenizer.encode_batch makes them), got {shape}")
     model._check_text(text_ids)
     B, N = text_ids.shape[0], config.image_seq_len
+    _check_generators(generator, generators, B)
     start = _check_prefix(prefix, B, N, config.image_vocab_size)
     tokens = torch.zeros(B, N, dtype=torch.long, device=device)
     if start:
@@ -178,7 +253,7 @@ def _generation(model: DalleTransformer, text_ids: torch.Tensor, temperature: fl
     if guided:
         text = torch.cat([text, model.empty_text(B)])
     return _sampling_loop(model, text, tokens, start, 2 if guided else 1,
-                          lambda logits: _pick(logits, temperature, top_k, top_p, generator),
+                          lambda logits: _pick(logits, temperature, top_k, top_p, generator, generators),
                           guidance_scale, use_cache)
 
 
@@ -209,7 +284,8 @@ def _sampling_loop(model: DalleTransformer, text: torch.Tensor, tokens: torch.Te
 def generate_image_tokens(model: DalleTransformer, text_ids: torch.Tensor, *, temperature: float = 1.0,
                           top_k: int | None = None, top_p: float | None = None, guidance_scale: float = 1.0,
                           prefix: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                          use_cache: bool = True) -> torch.Tensor:
+                          use_cache: bool = True, generators: Sequence[torch.Generator] | None = None
+                          ) -> torch.Tensor:
     """Sample all N image tokens for each caption: text_ids [B, T] -> image token ids [B, N] (long).
 
     temperature: 0 is greedy (the most likely token every time); otherwise logits / temperature,
@@ -217,10 +293,12 @@ def generate_image_tokens(model: DalleTransformer, text_ids: torch.Tensor, *, te
     guidance_scale: classifier-free guidance; 1 is plain conditional sampling.
     prefix [B, n]: the first n tokens are given and kept (image completion from the top rows).
     use_cache: False runs the uncached reference path: the same tokens, many times slower.
+    generators: one generator per row instead of `generator`: row b's draws then depend only on
+      generators[b] (see `row_generators`), not on how many rows are sampled with it.
     """
     tokens = None
     for _, tokens in _generation(model, text_ids, temperature, top_k, top_p, guidance_scale, prefix,
-                                 generator, use_cache):
+                                 generator, use_cache, generators):
         pass
     return tokens
 
@@ -228,8 +306,10 @@ def generate_image_tokens(model: DalleTransformer, text_ids: torch.Tensor, *, te
 def iter_image_tokens(model: DalleTransformer, text_ids: torch.Tensor, *, temperature: float = 1.0,
                       top_k: int | None = None, top_p: float | None = None, guidance_scale: float = 1.0,
                       prefix: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                      use_cache: bool = True) -> Iterator[torch.Tensor]:
+                      use_cache: bool = True, generators: Sequence[torch.Generator] | None = None
+                      ) -> Iterator[torch.Tensor]:
     """Like `generate_image_tokens`, but yield the tokens so far [B, n] (prefix included) after each
     new token, for progressive pictures; the last yield is the whole [B, N] image."""
-    steps = _generation(model, text_ids, temperature, top_k, top_p, guidance_scale, prefix, generator, use_cache)
+    steps = _generation(model, text_ids, temperature, top_k, top_p, guidance_scale, prefix, generator, use_cache,
+                        generators)
     return (tokens[:, :n].clone() for n, tokens in steps)
