@@ -1,5 +1,5 @@
 """Byte-level BPE from scratch: pre-tokenization, training, round trips, agreement with Hugging Face
-`tokenizers` merge for merge and id for id, and lesson 02's exercise checks."""
+`tokenizers` merge for merge and id for id."""
 import json
 import random
 
@@ -8,9 +8,6 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from dalle_lessons import bpe
 from dalle_lessons.bpe import BPE
-from dalle_lessons.exercises.l02_tokenization import (check_apply_merges, check_decode,
-                                                      check_most_frequent_pair, reference_bpe)
-from exercise_helpers import assert_fails, not_attempted
 
 MIXED = [
     "Hello World! It's DALL·E's turn: 12 circles, 3.5 squares, x², ½ and Ⅻ.",
@@ -182,69 +179,4 @@ def test_training_stops_when_every_word_is_one_token():
     assert model.tokens("ab ab abc") == ["ab", "Ġab", "Ġabc"]
 
 
-# --- lesson 02's exercise checks ---------------------------------------------------------------------
-
-
-
-def test_most_frequent_pair_check(capsys):
-    assert check_most_frequent_pair(bpe.most_frequent_pair)
-    assert check_most_frequent_pair(lambda c: list(min(c, key=lambda p: (-c[p], p))))  # a list is fine
-    assert "correct" in capsys.readouterr().out
-    assert_fails(check_most_frequent_pair, not_attempted, capsys, "not attempted")
-    assert_fails(check_most_frequent_pair, lambda c: max(c, key=c.get), capsys, "first one in the dict")
-    assert_fails(check_most_frequent_pair, lambda c: max(c, key=lambda p: (c[p], p)), capsys, "largest pair")
-    assert_fails(check_most_frequent_pair, lambda c: min(c, key=lambda p: (-c[p], p[1], p[0])), capsys,
-                 "right ids first")
-    assert_fails(check_most_frequent_pair, lambda c: min(c, key=c.get), capsys, "most frequent pair is seen")
-    assert_fails(check_most_frequent_pair, lambda c: c.popitem()[0], capsys, "changed the `counts`")
-    assert_fails(check_most_frequent_pair, lambda c: None, capsys, "return a pair")
-    assert_fails(check_most_frequent_pair, lambda c: 1 / 0, capsys, "ZeroDivisionError")
-
-
-def in_training_order(ids, merges):
-    """A correct alternative: apply each merge, in the order learned, to the whole word."""
-    for pair, new_id in merges.items():
-        ids = bpe.merge(ids, pair, new_id)
-    return ids
-
-
-def test_apply_merges_check(capsys):
-    from dalle_lessons.exercises import l02_tokenization as ex
-
-    assert check_apply_merges(bpe.apply_merges)
-    assert check_apply_merges(in_training_order)
-    assert check_apply_merges(lambda ids, merges: tuple(bpe.apply_merges(ids, merges)))
-    assert "correct" in capsys.readouterr().out
-    assert_fails(check_apply_merges, not_attempted, capsys, "not attempted")
-    assert_fails(check_apply_merges, ex._single_pass, capsys, "one merge and stopped")
-    assert_fails(check_apply_merges, ex._first_only, capsys, "only the first occurrence")
-    assert_fails(check_apply_merges, ex._leftmost, capsys, "leftmost pair")
-    assert_fails(check_apply_merges, ex._latest_first, capsys, "most recently learned")
-    assert_fails(check_apply_merges, lambda ids, merges: list(ids), capsys, "no merge was applied")
-    assert_fails(check_apply_merges, lambda ids, merges: bpe.apply_merges(ids, merges)[:1], capsys, "Repeat")
-
-    def mutating(ids, merges):
-        ids.append(0)
-        return bpe.apply_merges(ids[:-1], merges)
-
-    assert_fails(check_apply_merges, mutating, capsys, "changed its inputs")
-    assert_fails(check_apply_merges, lambda ids, merges: None, capsys, "return the list of ids")
-
-
-def test_decode_check(capsys):
-    model = reference_bpe()
-    assert check_decode(lambda ids, vocab: model.decode(ids))
-    assert check_decode(lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("utf-8", "replace"))
-    assert "correct" in capsys.readouterr().out
-    assert_fails(check_decode, not_attempted, capsys, "not attempted")
-    assert_fails(check_decode, lambda ids, vocab: "".join(vocab[i].decode() for i in ids), capsys,
-                 "join the bytes")
-    assert_fails(check_decode, lambda ids, vocab: "".join(vocab[i].decode("utf-8", "replace") for i in ids),
-                 capsys, "each token on its own")
-    assert_fails(check_decode, lambda ids, vocab: b"".join(vocab[i] for i in ids).decode(), capsys,
-                 "errors='replace'")
-    assert_fails(check_decode, lambda ids, vocab: b"".join(vocab[i] for i in ids), capsys, "you returned bytes")
-    assert_fails(check_decode, lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("latin-1"), capsys,
-                 "latin-1")
-    assert_fails(check_decode, lambda ids, vocab: "".join(bpe.show(vocab[i]) for i in ids), capsys,
-                 "printable stand-ins")
+# Lesson 02's exercise checks are tested in tests/test_exercises_l02.py.

@@ -1,17 +1,23 @@
 """Self-checks for lesson 02 (tokenization).
 
-Each check calls the learner's function on small inputs, compares it with `dalle_lessons.bpe`
-and, when it differs, tries the usual mistakes so that the feedback can name the one that was made.
+Each exercise is a variation the lesson has not shown and the library does not implement: WordPiece's
+merge score instead of BPE's count, longest-match encoding instead of replaying merges, and a
+streaming decoder. The library's own function (or section 5's `most_frequent`) gives a different answer,
+and each check names that shortcut, and the usual mistakes, in plain words.
 """
 from __future__ import annotations
 
+import codecs
+from collections import Counter
+from fractions import Fraction
 from functools import lru_cache
 from typing import Callable
 
 from dalle_lessons import bpe
-from dalle_lessons.exercises import Feedback, report
+from dalle_lessons.exercises import Feedback, call_learner, report
 
 Pair = tuple[int, int]
+Words = dict[tuple[int, ...], int]
 
 # A tiny caption corpus (already normalized: lowercase, leading space), enough for a few dozen merges.
 CORPUS = [
@@ -24,211 +30,233 @@ CORPUS = [
 
 @lru_cache(maxsize=1)
 def reference_bpe() -> bpe.BPE:
-    """The library's BPE trained on CORPUS: the answers the checks compare against."""
+    """The library's BPE trained on CORPUS: the vocabulary the checks use."""
     return bpe.BPE.train(CORPUS, vocab_size=256 + 60)
 
 
-def _call(fn: Callable, *args, what: str):
-    """Run the learner's function; turn a crash into feedback instead of a failing cell."""
-    try:
-        return fn(*args)
-    except (NotImplementedError, Feedback):
-        raise
-    except Exception as error:  # noqa: BLE001 - any crash is the learner's to fix, so report it
-        raise Feedback(f"{what} raised {type(error).__name__}: {error}") from None
+def _byte_vocab() -> dict[int, bytes]:
+    return {i: b for i, b in reference_bpe().vocab.items() if isinstance(b, bytes)}
 
 
-def _show_ids(ids) -> list[str]:
-    model = reference_bpe()
-    try:
-        return [model.token_str(i) for i in ids]
-    except (KeyError, TypeError, IndexError):
-        return list(ids)
+# --- exercise 1: WordPiece's choice of merge -------------------------------------------------------
+
+def _token_counts(words: Words) -> Counter:
+    counts = Counter()
+    for word, freq in words.items():
+        for token in word:
+            counts[token] += freq
+    return counts
 
 
-# --- exercise 1: which pair to merge ----------------------------------------------------------------
+def _pair_counts(words: Words, weighted: bool = True) -> Counter:
+    counts = Counter()
+    for word, freq in words.items():
+        for pair in zip(word, word[1:]):
+            counts[pair] += freq if weighted else 1
+    return counts
 
-_PAIR_CASES: list[tuple[dict[Pair, int], str]] = [
-    ({(7, 3): 2, (4, 5): 9, (1, 1): 4}, "no tie"),
-    ({(3, 4): 7, (5, 9): 7, (3, 2): 7, (1, 8): 2}, "a three-way tie"),
-    ({(2, 9): 5, (3, 1): 5, (4, 7): 5, (0, 0): 1}, "a tie decided by the left id"),
-    ({(260, 40): 3}, "a single pair"),
+
+def wordpiece_pair_reference(words: Words) -> Pair:
+    """The pair with the highest count(a b) / (count(a) count(b)); among equal scores, the smallest pair."""
+    pairs, tokens = _pair_counts(words), _token_counts(words)
+    return min(pairs, key=lambda p: (-Fraction(pairs[p], tokens[p[0]] * tokens[p[1]]), p))
+
+
+def _wordpiece_variants(words: Words) -> dict[str, Pair]:
+    pairs, tokens = _pair_counts(words), _token_counts(words)
+    unweighted_pairs = _pair_counts(words, weighted=False)
+    unweighted_tokens = Counter(t for word in words for t in word)
+
+    def best(score, smallest: bool = True) -> Pair:
+        if smallest:
+            return min(pairs, key=lambda p: (-score(p), p))
+        return max(pairs, key=lambda p: (score(p), p))
+
+    return {
+        "most_frequent": bpe.most_frequent_pair(pairs),
+        "unweighted": min(unweighted_pairs, key=lambda p: (
+            -Fraction(unweighted_pairs[p], unweighted_tokens[p[0]] * unweighted_tokens[p[1]]), p)),
+        "sum": best(lambda p: Fraction(pairs[p], tokens[p[0]] + tokens[p[1]])),
+        "lowest": min(pairs, key=lambda p: (Fraction(pairs[p], tokens[p[0]] * tokens[p[1]]), p)),
+        "largest_tie": best(lambda p: Fraction(pairs[p], tokens[p[0]] * tokens[p[1]]), smallest=False),
+    }
+
+
+_WORDPIECE_MISTAKES = {
+    "most_frequent": "that is the most frequent pair, BPE's choice (section 5's most_frequent). WordPiece "
+                     "divides the pair's count by the counts of its two parts: a pair of rare tokens that "
+                     "always appear together beats a pair of common tokens that meet by chance.",
+    "unweighted": "you counted each distinct word once. Weight every pair and every token by its word's "
+                  "frequency, as count_pairs does.",
+    "sum": "you divided by count(a) + count(b). The score is count(a b) / (count(a) × count(b)): how much "
+           "more often a and b meet than if they were independent.",
+    "lowest": "you returned the pair with the lowest score; WordPiece merges the highest.",
+    "largest_tie": "pairs tie on the score, and you broke the tie toward the largest pair. Take the smallest "
+                   "(left id, right id), as tokenizers does for BPE.",
+}
+
+_WORDPIECE_CASES: list[tuple[Words, str]] = [
+    ({(1, 2, 3): 5, (1, 3): 4, (4, 5): 2}, "a rare pair that always sticks together"),
+    ({(2, 5, 5): 1, (6, 3, 3): 6, (3, 2): 2, (1, 3, 1): 2}, "a frequent word with a common token"),
+    ({(7, 8): 6, (7, 9, 8): 1, (9, 9): 1, (3, 4, 3): 2, (6, 4): 1}, "words of different frequencies"),
+    ({(2, 5): 3, (4, 1): 3, (5, 2): 1, (1, 4): 1}, "a tie on the score"),
 ]
 
 
-def check_most_frequent_pair(fn: Callable[[dict[Pair, int]], Pair]) -> bool:
-    """Exercise 1: `fn(counts)` returns the pair BPE merges next, breaking ties like `tokenizers`."""
+def check_wordpiece_pair(fn: Callable[[Words], Pair]) -> bool:
+    """Exercise 1: `fn(words)` returns the pair WordPiece merges next: the highest count(ab)/(count(a)count(b))."""
 
     def check() -> None:
-        for counts, name in _PAIR_CASES:
-            given = dict(counts)
-            got = _call(fn, given, what=f"your function (on {name})")
-            if given != counts:
-                raise Feedback("your function changed the `counts` dict it was given: only read it.")
+        for words, name in _WORDPIECE_CASES:
+            given = dict(words)
+            got = call_learner(fn, f"Your function (on {name})", given)
+            if given != words:
+                raise Feedback("your function changed the `words` dict it was given: only read it.")
             if not isinstance(got, (tuple, list)) or len(got) != 2:
-                raise Feedback(f"return a pair of ids like (4, 5); for {counts} you returned {got!r}.")
+                raise Feedback(f"return a pair of ids like (4, 5); for {words} you returned {got!r}.")
             got = tuple(got)
-            want = bpe.most_frequent_pair(counts)
+            want = wordpiece_pair_reference(words)
             if got == want:
                 continue
-            top = max(counts.values())
-            tied = [p for p in counts if counts[p] == top]
-            if got not in counts:
-                raise Feedback(f"for {counts} you returned {got}, which is not one of the pairs.")
-            if counts[got] != top:
-                raise Feedback(f"for {counts} you returned {got}, seen {counts[got]} times, but the most "
-                               f"frequent pair is seen {top} times. BPE merges the most frequent pair.")
-            if got == tied[0]:
-                raise Feedback(f"{len(tied)} pairs tie with count {top}: {tied}. You returned the first one "
-                               "in the dict, which depends on the order pairs were counted. tokenizers "
-                               f"returns the smallest pair of ids instead: {want}.")
-            if got == max(tied):
-                raise Feedback(f"{len(tied)} pairs tie with count {top}: {tied}. You broke the tie toward the "
-                               f"largest pair; tokenizers takes the smallest: {want}.")
-            if got == min(tied, key=lambda p: (p[1], p[0])):
-                raise Feedback(f"among the tied pairs {tied} you compared the right ids first. Compare the "
-                               f"left id first, then the right one (as tuples compare): {want}.")
-            raise Feedback(f"for {counts} expected {want}, got {got}. Highest count first; among equal "
-                           "counts, the smallest (left id, right id).")
+            pairs = _pair_counts(words)
+            if got not in pairs:
+                raise Feedback(f"for {words} you returned {got}, which is not a pair of adjacent tokens.")
+            for mistake, pair in _wordpiece_variants(words).items():
+                if got == pair and pair != want:
+                    raise Feedback(f"On {name} ({words}): {_WORDPIECE_MISTAKES[mistake]}")
+            tokens = _token_counts(words)
+            raise Feedback(f"for {words} expected {want} (score {pairs[want]}/({tokens[want[0]]}×{tokens[want[1]]})), "
+                           f"got {got} (score {pairs[got]}/({tokens[got[0]]}×{tokens[got[1]]})).")
 
-    return report("Exercise 1 (most frequent pair)", check)
+    return report("Exercise 1 (WordPiece's pair)", check)
 
 
-# --- exercise 2: encode a word with learned merges --------------------------------------------------
+# --- exercise 2: longest-match encoding -------------------------------------------------------------
 
-_WORDS = [" circle", " red", " triangle", " chartreuse", " yellowish", " reddish", " llama", " treeeeee",
-          " allele", " a", "!", " 🎨"]
-
-
-def _first_only(ids: list[int], merges: dict[Pair, int]) -> list[int]:
-    """A common mistake: each merge replaces only the first occurrence of its pair."""
-    rank = {pair: r for r, pair in enumerate(merges)}
-    ids, used = list(ids), set()
-    while True:
-        pairs = [p for p in zip(ids, ids[1:]) if p in rank and p not in used]
-        if not pairs:
-            return ids
-        pair = min(pairs, key=rank.get)
-        used.add(pair)
-        i = list(zip(ids, ids[1:])).index(pair)
-        ids[i:i + 2] = [merges[pair]]
+_MATCH_WORDS = [" smallest", " largely", " circle", " reddish", " a"]
 
 
-def _leftmost(ids: list[int], merges: dict[Pair, int]) -> list[int]:
-    """A common mistake: merge the leftmost mergeable pair, whatever its rank."""
-    ids = list(ids)
-    while True:
-        for i, pair in enumerate(zip(ids, ids[1:])):
-            if pair in merges:
-                ids[i:i + 2] = [merges[pair]]
-                break
-        else:
-            return ids
+def longest_match_reference(word: str, vocab: dict[int, bytes]) -> list[int]:
+    """Greedy from the left: the longest vocabulary token that starts the remaining bytes, again and again."""
+    ids_of = {b: i for i, b in vocab.items()}
+    data, out, start = word.encode("utf-8"), [], 0
+    while start < len(data):
+        end = next(e for e in range(len(data), start, -1) if data[start:e] in ids_of)
+        out.append(ids_of[data[start:end]])
+        start = end
+    return out
 
 
-def _latest_first(ids: list[int], merges: dict[Pair, int]) -> list[int]:
-    """A common mistake: apply the most recently learned merge first."""
-    return bpe.apply_merges(ids, dict(reversed(list(merges.items()))))
+def _longest_suffix_first(word: str, vocab: dict[int, bytes]) -> list[int]:
+    ids_of = {b: i for i, b in vocab.items()}
+    data, out, end = word.encode("utf-8"), [], len(word.encode("utf-8"))
+    while end > 0:
+        start = next(s for s in range(0, end) if data[s:end] in ids_of)
+        out.insert(0, ids_of[data[start:end]])
+        end = start
+    return out
 
 
-def _single_pass(ids: list[int], merges: dict[Pair, int]) -> list[int]:
-    """A common mistake: stop after the first merge that applies."""
-    rank = {pair: r for r, pair in enumerate(merges)}
-    pairs = [p for p in zip(ids, ids[1:]) if p in rank]
-    return bpe.merge(ids, min(pairs, key=rank.get), merges[min(pairs, key=rank.get)]) if pairs else list(ids)
-
-
-_ENCODE_MISTAKES = [
-    (lambda ids, merges: list(ids), "no merge was applied. Look up each adjacent pair of the word in "
-                                    "`merges` and merge the one learned earliest, again and again."),
-    (_single_pass, "you applied one merge and stopped. Keep going: after each merge, look again for the "
-                   "earliest-learned pair in the word, until no pair of the word is in `merges`."),
-    (_first_only, "you merged only the first occurrence of a pair. When a merge applies, replace every "
-                  "occurrence in the word, left to right (as `merge` does)."),
-    (_leftmost, "you merged the leftmost pair that has a merge. Order matters: always apply the merge "
-                "learned earliest (lowest rank) among the pairs present, wherever it is in the word."),
-    (_latest_first, "you applied the most recently learned merges first. Training learned them in order, "
-                    "so encoding must apply the earliest-learned merge first."),
-]
-
-
-def check_apply_merges(fn: Callable[[list[int], dict[Pair, int]], list[int]]) -> bool:
-    """Exercise 2: `fn(ids, merges)` encodes one word the way training would have segmented it."""
+def check_longest_match(fn: Callable[[str, dict[int, bytes]], list[int]]) -> bool:
+    """Exercise 2: `fn(word, vocab)` encodes one word by longest match from the left (WordPiece's way)."""
 
     def check() -> None:
-        model = reference_bpe()
-        wrong = []  # (word, ids, what the learner gave, what is right)
-        for word in _WORDS:
-            ids = model.byte_ids(word)
-            given, merges = list(ids), dict(model.merges)
-            got = _call(fn, given, merges, what=f"your function (on the word {word!r})")
-            if given != ids or merges != model.merges:
-                raise Feedback("your function changed its inputs (the ids list or the merges dict): "
-                               "build a new list instead, e.g. with `merge`, which returns one.")
-            if got is None or not hasattr(got, "__len__"):
-                raise Feedback(f"return the list of ids; for {word!r} your function returned {got!r}.")
-            got, want = [int(i) for i in got], bpe.apply_merges(ids, model.merges)
-            if got != want:
-                wrong.append((word, ids, got, want))
-        if not wrong:
-            return
-        word, ids, got, want = wrong[0]
-        example = f"for {word!r} you gave {_show_ids(got)} instead of {_show_ids(want)}"
-        for mistake, message in _ENCODE_MISTAKES:  # name the mistake that explains every wrong word
-            if all(got == mistake(ids, model.merges) for _, ids, got, _ in wrong):
-                raise Feedback(f"{example}: {message}")
-        raise Feedback(f"{example}. Repeat: among the adjacent pairs of the word, find the one learned "
-                       "earliest; merge it everywhere; stop when no pair is in `merges`.")
-
-    return report("Exercise 2 (apply merges)", check)
-
-
-# --- exercise 3: decode ids to text -----------------------------------------------------------------
-
-_DECODE_TEXTS = [" a red circle", " café 🎨 naïve", " über-große 東京 ✨"]
-
-
-def check_decode(fn: Callable[[list[int], dict[int, bytes]], str]) -> bool:
-    """Exercise 3: `fn(ids, vocab)` turns token ids back into text, even ids cut mid-character."""
-
-    def check() -> None:
-        model = reference_bpe()
-        cases = [(text, model.encode(text)) for text in _DECODE_TEXTS]
-        emoji = model.encode(" 🎨")
-        cases.append(("' 🎨' cut one byte short (as truncation can do)", emoji[:-1]))
-        for name, ids in cases:
-            vocab = dict(model.vocab)
-            want = model.decode(ids)
+        model, vocab = reference_bpe(), _byte_vocab()
+        deferred = None
+        for word in _MATCH_WORDS:
+            what = f"Your function (on {word!r})"
+            got = call_learner(fn, what, word, dict(vocab))
+            if isinstance(got, str) or (isinstance(got, list) and got and isinstance(got[0], (str, bytes))):
+                raise Feedback(f"{what} returned tokens as text ({got!r}); return their ids, the keys of vocab.")
             try:
-                got = fn(list(ids), vocab)
-            except (NotImplementedError, Feedback):
-                raise
-            except UnicodeDecodeError:
-                if "cut" in name:
-                    raise Feedback("the ids end in the middle of a character (truncation to text_seq_len "
-                                   "can do that), and decoding raised UnicodeDecodeError. Decode with "
-                                   "errors='replace' so a broken character becomes '\ufffd'.") from None
-                raise Feedback(f"decoding {name!r} raised UnicodeDecodeError. A token can hold part of a "
-                               "character (the emoji is 4 bytes, spread over several tokens): join the bytes "
-                               "of all tokens first, then decode once.") from None
-            except Exception as error:  # noqa: BLE001
-                raise Feedback(f"decoding {name!r} raised {type(error).__name__}: {error}") from None
-            if isinstance(got, (bytes, bytearray)):
-                raise Feedback("you returned bytes; return a str: call .decode('utf-8', errors='replace') "
-                               "on the joined bytes.")
+                got = [int(i) for i in got]
+            except (TypeError, ValueError):
+                raise Feedback(f"{what} should return a list of ids, but it returned {got!r}.") from None
+            want = longest_match_reference(word, vocab)
             if got == want:
                 continue
-            data = b"".join(vocab[i] for i in ids)
-            if got == "".join(vocab[i].decode("utf-8", errors="replace") for i in ids):
-                raise Feedback(f"for {name!r} you decoded each token on its own, which breaks characters "
-                               "split across tokens (you got "
-                               f"{got!r}). Join all the bytes first, then decode once.")
-            if got == data.decode("latin-1"):
-                raise Feedback(f"for {name!r} you decoded as latin-1 ({got!r}); the bytes are UTF-8.")
-            if got == "".join(bpe.show(vocab[i]) for i in ids):
-                raise Feedback(f"you joined the printable stand-ins ('Ġ' for a space): {got!r}. Join the "
-                               "tokens' bytes from `vocab` and decode those.")
-            raise Feedback(f"for {name!r} expected {want!r}, got {got!r}. Join vocab[i] for every id, then "
-                           "decode the bytes as UTF-8 with errors='replace'.")
+            shown = lambda ids: [model.token_str(i) if i in vocab else i for i in ids]  # noqa: E731
+            named = {
+                "bpe": (model.encode(word),
+                        f"on {word!r} you gave BPE's tokens {shown(got)}, replaying the merges in the order they "
+                        f"were learned (the library's encode). Longest match gives {shown(want)}: at each step "
+                        "take the longest token in the vocabulary that starts the rest of the word. The two agree "
+                        "on the words BPE was trained on, but not on new ones."),
+                "bytes": (model.byte_ids(word), f"on {word!r} you returned one token per byte: take the *longest* "
+                                                "token that matches, not the shortest."),
+                "right": (_longest_suffix_first(word, vocab),
+                          f"on {word!r} you matched from the right end of the word. Longest match starts from the "
+                          f"left: {shown(want)}."),
+            }
+            matches = [message for ids, message in named.values() if got == ids]
+            if len(matches) == 1:
+                raise Feedback(matches[0])
+            if matches:  # two mistakes give the same tokens on this word: a later word tells them apart
+                deferred = deferred or matches[0]
+                continue
+            if b"".join(vocab.get(i, b"?") for i in got) != word.encode("utf-8"):
+                raise Feedback(f"on {word!r} your tokens {shown(got)} do not spell the word: their bytes must "
+                               "join back to the word's bytes.")
+            raise Feedback(f"on {word!r} expected {shown(want)}, got {shown(got)}. From the left, take the longest "
+                           "vocabulary token that the remaining bytes start with.")
+        if deferred:
+            raise Feedback(deferred)
 
-    return report("Exercise 3 (decode)", check)
+    return report("Exercise 2 (longest-match encoding)", check)
+
+
+# --- exercise 3: a streaming decoder ----------------------------------------------------------------
+
+_STREAM_TEXTS = [" a red circle", " café 🎨 naïve", " über-große 東京 ✨"]
+
+
+def stream_decode_reference(ids: list[int], vocab: dict[int, bytes]) -> list[str]:
+    """One piece of text per id: the characters that id completes (partial characters wait)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return [decoder.decode(vocab[i]) for i in ids]
+
+
+def check_stream_decode(fn: Callable[[list[int], dict[int, bytes]], list[str]]) -> bool:
+    """Exercise 3: `fn(ids, vocab)` -> one str per id, the text completed by that id; "".join gives the text."""
+
+    def check() -> None:
+        model, vocab = reference_bpe(), _byte_vocab()
+        cases = [(repr(text), model.encode(text)) for text in _STREAM_TEXTS]
+        cases.append(("' 🎨' cut one byte short (as truncation can do)", model.encode(" 🎨")[:-1]))
+        for name, ids in cases:
+            what = f"Your decoder (on {name})"
+            got = call_learner(fn, what, list(ids), dict(vocab))
+            want = stream_decode_reference(ids, vocab)
+            if isinstance(got, str):
+                raise Feedback(f"{what} returned one string ({got!r}). Return a list with one piece of text per "
+                               "id, as a chat window would print them while the ids arrive.")
+            if not isinstance(got, (list, tuple)) or not all(isinstance(piece, str) for piece in got):
+                raise Feedback(f"{what} should return a list of str, one per id; it returned {got!r}.")
+            got = list(got)
+            if len(got) != len(ids):
+                raise Feedback(f"{what} returned {len(got)} pieces for {len(ids)} ids: return exactly one per id "
+                               "(an empty string when an id completes no character yet).")
+            if got == want:
+                continue
+            per_token = [vocab[i].decode("utf-8", errors="replace") for i in ids]
+            if got == per_token:
+                raise Feedback(f"on {name} you decoded each token on its own (what decode([id]) gives), so a "
+                               "character split over tokens comes out as '\ufffd' pieces. Keep the bytes of an "
+                               "unfinished character until the token that completes it arrives.")
+            if got == ["".join(want[:k + 1]) for k in range(len(want))]:
+                raise Feedback(f"on {name} each piece is the whole text so far. Return only the new text each "
+                               "id adds, so that ''.join(pieces) is the text.")
+            if "".join(got) == "".join(want) and got[:-1] != want[:-1]:
+                where = next(k for k, (a, b) in enumerate(zip(got, want)) if a != b)
+                raise Feedback(f"on {name} the pieces join to the right text, but piece {where} is {got[where]!r} "
+                               f"where {want[where]!r} was expected. Emit each character as soon as its last byte "
+                               "has arrived, not later.")
+            if "cut" in name and "".join(got).endswith("\ufffd"):
+                raise Feedback("the ids end in the middle of a character, and you emitted '\ufffd' for it. A "
+                               "streaming decoder cannot know the character is unfinished for good: hold its "
+                               "bytes back and emit nothing for them.")
+            raise Feedback(f"on {name} expected {want!r}, got {got!r}. Keep a buffer of bytes; after each id, "
+                           "emit the complete characters at its front and keep the rest "
+                           "(codecs.getincrementaldecoder('utf-8') does exactly that).")
+
+    return report("Exercise 3 (streaming decoder)", check)

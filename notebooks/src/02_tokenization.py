@@ -488,59 +488,69 @@ print(f"50 dropout draws: all decode to {caption!r}; none is shorter than the pl
 # %% [markdown]
 # ## 12. Exercises
 #
-# Each exercise is a function for you to fill in: replace `raise NotImplementedError` with your code
-# and run the cell below it. The check compares your function with the library's and says, in plain
-# words, what is wrong. Solutions are in [solutions/02_tokenization.ipynb](solutions/02_tokenization.ipynb).
+# Each exercise asks for something this lesson has not shown: a variation of BPE or a new piece.
+# Replace `raise NotImplementedError` with your code and run the cell below it; the check says, in
+# plain words, what is wrong. Solutions are in [solutions/02_tokenization.ipynb](solutions/02_tokenization.ipynb).
 
 # %%
-from dalle_lessons.exercises.l02_tokenization import (check_apply_merges, check_decode,
-                                                      check_most_frequent_pair)
+from dalle_lessons.exercises.l02_tokenization import (check_longest_match, check_stream_decode,
+                                                      check_wordpiece_pair)
 
 # %% [markdown]
-# ### Exercise 1: which pair to merge
+# ### Exercise 1: WordPiece's choice of merge
 #
-# Write `my_most_frequent_pair(counts)`: given a dict `{(left id, right id): count}`, return the pair
-# BPE merges next. Break ties the way `tokenizers` does, so that your merges would match the library's.
-# *Hint:* tuples compare element by element.
+# BPE merges the most **frequent** pair. WordPiece (BERT's tokenizer) trains the same loop with another
+# rule: it merges the pair with the highest
+#
+# $$	ext{score}(a, b) = rac{	ext{count}(a\,b)}{	ext{count}(a)\,	ext{count}(b)}$$
+#
+# where `count(a)` is how often token `a` occurs, each word weighted by its frequency, like
+# `count_pairs`. Write `my_wordpiece_pair(words)`: given `{word as a tuple of ids: frequency}` (the
+# shape of `start_words`), return the pair WordPiece merges next; break ties toward the smallest pair,
+# as in section 5. *Think first:* which pairs does this score favour that BPE's count does not?
 
 # %%
-def my_most_frequent_pair(counts: dict[tuple[int, int], int]) -> tuple[int, int]:
+def my_wordpiece_pair(words: dict[tuple[int, ...], int]) -> tuple[int, int]:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_most_frequent_pair(my_most_frequent_pair)
+ok = check_wordpiece_pair(my_wordpiece_pair)
 
 # %% [markdown]
-# ### Exercise 2: encode a word
+# ### Exercise 2: longest-match encoding
 #
-# Write `my_apply_merges(ids, merges)`: `ids` are the byte ids of one word, `merges` maps
-# `(left id, right id) -> new id` in the order the merges were learned. Return the word's token ids,
-# as section 6 describes. You may use `merge` from section 5. *Hint:* `enumerate(merges)` gives
-# each pair its rank.
+# Section 6 encodes a word by replaying the merges in the order they were learned. WordPiece encodes
+# differently: from the left, take the **longest** token in the vocabulary that the rest of the word
+# starts with, and repeat. Write `my_longest_match(word, vocab)`: `word` is one pre-tokenized word
+# (such as `" smallest"`), `vocab` maps each id to its bytes; return the ids. *Think first:* with a BPE
+# vocabulary, does longest match always give BPE's own split? The check tries words BPE never saw.
 
 # %%
-def my_apply_merges(ids: list[int], merges: dict[tuple[int, int], int]) -> list[int]:
+def my_longest_match(word: str, vocab: dict[int, bytes]) -> list[int]:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_apply_merges(my_apply_merges)
+ok = check_longest_match(my_longest_match)
 
 # %% [markdown]
-# ### Exercise 3: decode
+# ### Exercise 3: a streaming decoder
 #
-# Write `my_decode(ids, vocab)`: `vocab` maps each id to the bytes it stands for. Return the text.
-# It must work when a character is split across tokens, and when the ids stop in the middle of a
-# character (truncation to `text_seq_len` can do that).
+# A model that writes text (or a progress display of the tokens it reads) receives ids **one at a
+# time**, and wants to show text as soon as it can. Section 6 showed that one token may hold part of a
+# character. Write `my_stream_decode(ids, vocab)`: return one string per id, the characters that id
+# **completes**, so that `"".join(pieces)` is the text. A character split over tokens appears with the
+# token that brings its last byte (earlier pieces are `""`), and if the ids stop in the middle of a
+# character, its bytes are held back: nothing is printed for them.
 
 # %%
-def my_decode(ids: list[int], vocab: dict[int, bytes]) -> str:
+def my_stream_decode(ids: list[int], vocab: dict[int, bytes]) -> list[str]:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_decode(my_decode)
+ok = check_stream_decode(my_stream_decode)
 
 # %% [markdown]
 # ## Takeaways

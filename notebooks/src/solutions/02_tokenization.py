@@ -6,85 +6,96 @@
 # by its check, asserted, so the tests fail if a solution ever stops passing.
 
 # %%
-from dalle_lessons import bpe
-from dalle_lessons.exercises.l02_tokenization import (check_apply_merges, check_decode,
-                                                      check_most_frequent_pair, reference_bpe)
+import codecs
+from collections import Counter
 
-model = reference_bpe()  # the small BPE the checks use, trained on a few captions
-print(f"reference BPE: {len(model.merges)} merges, vocabulary {model.vocab_size}")
-
-# %% [markdown]
-# ### Exercise 1: which pair to merge
-#
-# Sort key `(-count, pair)`: the smallest key has the highest count, and among equal counts the
-# smallest pair, compared left id first (that is how tuples compare). `min` over the dict's keys
-# returns that pair without sorting everything. `max(counts, key=counts.get)` is the classic slip:
-# on a tie it returns whichever pair was counted first, so the merges depend on the corpus order and
-# no longer match `tokenizers`.
-
-# %%
-def my_most_frequent_pair(counts: dict[tuple[int, int], int]) -> tuple[int, int]:
-    return min(counts, key=lambda pair: (-counts[pair], pair))
-
-
-assert check_most_frequent_pair(my_most_frequent_pair)
-print(my_most_frequent_pair({(3, 4): 7, (5, 9): 7, (3, 2): 7, (1, 8): 2}))
+from dalle_lessons.exercises.l02_tokenization import (CORPUS, check_longest_match, check_stream_decode,
+                                                      check_wordpiece_pair, reference_bpe)
 
 # %% [markdown]
-# ### Exercise 2: encode a word
+# ### Exercise 1: WordPiece's choice of merge
 #
-# Give each merge its rank (its position in the dict), then loop: among the word's adjacent pairs,
-# take the one with the lowest rank; if none is a learned merge, stop; otherwise merge it everywhere
-# with `merge` and look again. Pairs that were never learned get the rank `len(rank)`, larger than
-# any real one, so `min` only picks them when nothing else is left.
+# Count tokens and pairs in one pass over the words, each weighted by its word's frequency, then take the
+# pair with the highest `count(a b) / (count(a) count(b))`. `min` with the key `(−score, pair)` puts the
+# highest score first and breaks ties toward the smallest pair, exactly as section 5's `most_frequent`
+# does with counts.
 #
-# (An equivalent and even shorter solution walks the merges once, in order, applying each to the whole
-# word: `for pair, new_id in merges.items(): ids = merge(ids, pair, new_id)`. It is correct because a
-# merge can only create pairs that were learned *later*, but it is slow: it tries every merge on
-# every word.)
+# The score favours pairs whose parts rarely occur apart: two rare tokens that always meet score high,
+# while two common tokens (a space and `a`, say) that meet often, but no more often than chance would
+# have them, score low. BPE's count would merge the common pair first.
 
 # %%
-def merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
-    """Section 5's merge: replace every occurrence of `pair`, left to right."""
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
+def my_wordpiece_pair(words: dict[tuple[int, ...], int]) -> tuple[int, int]:
+    tokens, pairs = Counter(), Counter()
+    for word, freq in words.items():
+        for token in word:
+            tokens[token] += freq
+        for pair in zip(word, word[1:]):
+            pairs[pair] += freq
+    return min(pairs, key=lambda p: (-pairs[p] / (tokens[p[0]] * tokens[p[1]]), p))
+
+
+assert check_wordpiece_pair(my_wordpiece_pair)
+
+words = {(1, 2, 3): 5, (1, 3): 4, (4, 5): 2}
+counts = Counter()
+for word, freq in words.items():
+    for pair in zip(word, word[1:]):
+        counts[pair] += freq
+print("BPE merges", min(counts, key=lambda p: (-counts[p], p)), "; WordPiece merges", my_wordpiece_pair(words))
+
+# %% [markdown]
+# ### Exercise 2: longest-match encoding
+#
+# A dictionary from bytes to id makes each lookup one step; at each position, try the longest slice
+# first and shorten it until it is in the vocabulary (a single byte always is, so the loop ends).
+
+# %%
+def my_longest_match(word: str, vocab: dict[int, bytes]) -> list[int]:
+    ids_of = {token: i for i, token in vocab.items()}
+    data, out, start = word.encode("utf-8"), [], 0
+    while start < len(data):
+        end = len(data)
+        while data[start:end] not in ids_of:
+            end -= 1
+        out.append(ids_of[data[start:end]])
+        start = end
     return out
 
 
-def my_apply_merges(ids: list[int], merges: dict[tuple[int, int], int]) -> list[int]:
-    rank = {pair: r for r, pair in enumerate(merges)}
-    ids = list(ids)
-    while len(ids) >= 2:
-        pair = min(zip(ids, ids[1:]), key=lambda p: rank.get(p, len(rank)))
-        if pair not in rank:
-            break
-        ids = merge(ids, pair, merges[pair])
-    return ids
+assert check_longest_match(my_longest_match)
 
-
-assert check_apply_merges(my_apply_merges)
-for word in [" circle", " yellowish", " chartreuse"]:
-    print(f"{word!r:14}", [model.token_str(i) for i in my_apply_merges(model.byte_ids(word), model.merges)])
+model = reference_bpe()
+vocab = {i: b for i, b in model.vocab.items() if isinstance(b, bytes)}
+words = sorted({w for caption in CORPUS for w in caption.replace(",", " ,").split(" ") if w})
+same = sum(my_longest_match(" " + w, vocab) == model.encode(" " + w) for w in words)
+print(f"on the {len(words)} words BPE was trained on, longest match agrees with BPE on {same}")
+for word in (" smallest", " largely"):
+    print(f"{word!r}: BPE {model.tokens(word)}, longest match {[model.token_str(i) for i in my_longest_match(word, vocab)]}")
 
 # %% [markdown]
-# ### Exercise 3: decode
+# On the training words the two agree: BPE's merges built every one of them up to a single token (or
+# the same pieces). On a new word they can differ: BPE replays its merges in order, and an early merge
+# (`l` + `e`) can claim bytes that a longer token (`Ġsmall`) would have covered. Neither split is wrong;
+# they are different tokenizers over the same vocabulary, and a model must be given the one it was
+# trained with.
 #
-# Join the bytes of all tokens first, then decode once, as UTF-8. `errors="replace"` turns a
-# character cut in half (by truncation, say) into `'\ufffd'` instead of raising. Decoding token by
-# token would break every character whose bytes are spread over several tokens, like the emoji.
+# ### Exercise 3: a streaming decoder
+#
+# UTF-8 says from a character's first byte how many bytes it has, so a decoder can tell a complete
+# character from a started one. Python's incremental decoder keeps exactly that state: `decode(chunk)`
+# returns the complete characters and keeps the bytes of an unfinished one for the next call. Never
+# calling it with `final=True` is what holds back a character the ids stopped in the middle of.
 
 # %%
-def my_decode(ids: list[int], vocab: dict[int, bytes]) -> str:
-    return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
+def my_stream_decode(ids: list[int], vocab: dict[int, bytes]) -> list[str]:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return [decoder.decode(vocab[i]) for i in ids]
 
 
-assert check_decode(my_decode)
+assert check_stream_decode(my_stream_decode)
+
 ids = model.encode(" café 🎨")
-print(repr(my_decode(ids, model.vocab)), "|", repr(my_decode(ids[:-1], model.vocab)))
-assert my_decode(ids, model.vocab) == model.decode(ids) == " café 🎨"
+print([model.token_str(i) for i in ids])
+print(my_stream_decode(ids, vocab))
+assert "".join(my_stream_decode(ids, vocab)) == model.decode(ids) == " café 🎨"
