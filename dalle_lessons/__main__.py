@@ -198,6 +198,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.n is None and args.what in ("judge", "dvae"):
+        args.n = 2000
     from .evaluate import evaluate_judge, format_table
     from .environment import machine_summary
     if args.what == "dvae":
@@ -253,7 +255,9 @@ def _evaluate_clip(args: argparse.Namespace) -> int:
     get_preset(args.preset)
     start = time.perf_counter()
     model, meta = load_clip(args.checkpoint, preset=args.preset)
-    n = min(args.n, 1000) if args.n == 2000 else args.n  # --n's default is the judge's; retrieval uses 1,000 pairs
+    n = args.n or 1000
+    if n < 10:
+        raise ValueError(f"--n {n}: evaluate clip needs at least 10 test pairs (the default is 1000)")
     report = evaluate_clip(model, clip_tokenizer(args.preset), n=n, probe_n=n, preset=args.preset, seed=args.seed)
     elapsed = time.perf_counter() - start
     shown = args.checkpoint or f"data/clip-{args.preset}.safetensors"
@@ -387,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="print a table of measured figures")
     evaluate.add_argument("what", choices=["judge", "dvae", "generation", "clip", "rerank"])
-    evaluate.add_argument("--n", type=int, default=2000, help="judge, dvae: number of test images")
+    evaluate.add_argument("--n", type=int, default=None,
+                          help="judge, dvae: number of test images (default 2000); clip: test pairs for retrieval "
+                               "and scenes per probe (default 1000)")
     evaluate.add_argument("--checkpoint", default=None,
                           help="dvae: a .safetensors checkpoint (default: data/dvae-PRESET.safetensors); "
                                "generation: a folder written by TextToImage.save_pretrained (default: the shipped model)")

@@ -65,9 +65,15 @@ def _has_heldout_pair(scene: Scene) -> bool:
 
 
 def _changed_scenes(scene: Scene, claim: Claim, rng: random.Random) -> list[Scene]:
-    """Scenes that differ from `scene` in one thing the caption states, in random order."""
+    """Scenes that differ from `scene` in one thing the caption states, in random order.
+
+    With two objects, two times in three a *structural* change comes first: the objects' places
+    exchanged (which flips the relation), or their colors or shapes exchanged (which flips the
+    binding), every word staying the same. These are the near misses a bag-of-words reading cannot
+    see, and drawn uniformly with the attribute changes they would come up too rarely to be learnt.
+    """
     objs = list(scene.objects)
-    out = []
+    attribute, structural = [], []
     used_colors = {o.color for o in objs}
     used_cells = {(o.row, o.col) for o in objs}
     stated = {said.color: said for said in claim.objects}
@@ -79,21 +85,28 @@ def _changed_scenes(scene: Scene, claim: Claim, rng: random.Random) -> list[Scen
         def with_obj(new: ShapeObject) -> Scene:
             return Scene(tuple(new if i == k else o for i, o in enumerate(objs)), scene.background)
 
-        out.append(with_obj(replace(obj, color=rng.choice([c for c in COLORS if c not in used_colors]))))
-        out.append(with_obj(replace(obj, shape=rng.choice([s for s in SHAPES if s != obj.shape]))))
+        attribute.append(with_obj(replace(obj, color=rng.choice([c for c in COLORS if c not in used_colors]))))
+        attribute.append(with_obj(replace(obj, shape=rng.choice([s for s in SHAPES if s != obj.shape]))))
         if said.size is not None:
-            out.append(with_obj(replace(obj, size=[s for s in SIZES if s != obj.size][0])))
+            attribute.append(with_obj(replace(obj, size=[s for s in SIZES if s != obj.size][0])))
         if said.row is not None:
             row, col = rng.choice([c for c in POSITION_NAMES if c not in used_cells])
-            out.append(with_obj(replace(obj, row=row, col=col)))
-    if len(objs) == 2:
-        a, b = objs
-        out.append(Scene((replace(a, color=b.color), replace(b, color=a.color)), scene.background))
-        if a.shape != b.shape:
-            out.append(Scene((replace(a, shape=b.shape), replace(b, shape=a.shape)), scene.background))
-        out.append(Scene((replace(a, row=b.row, col=b.col), replace(b, row=a.row, col=a.col)), scene.background))
-    rng.shuffle(out)
-    return out
+            attribute.append(with_obj(replace(obj, row=row, col=col)))
+    rng.shuffle(attribute)
+    if len(objs) != 2:
+        return attribute
+    a, b = objs
+    places = Scene((replace(a, row=b.row, col=b.col), replace(b, row=a.row, col=a.col)), scene.background)
+    swaps = [Scene((replace(a, color=b.color), replace(b, color=a.color)), scene.background)]
+    if a.shape != b.shape:
+        swaps.append(Scene((replace(a, shape=b.shape), replace(b, shape=a.shape)), scene.background))
+    rng.shuffle(swaps)
+    first = rng.randrange(3)  # 0: the relation flipped, 1: a binding swapped, 2: an attribute changed
+    if first == 0:
+        return [places] + swaps + attribute
+    if first == 1:
+        return swaps + [places] + attribute
+    return attribute + [places] + swaps
 
 
 def hard_negative(scene: Scene, key: str) -> tuple[str, Claim] | None:

@@ -69,8 +69,8 @@ class ClipConfig:
     text_seq_len: int = 24  # = the tokenizer's (and the DALL·E transformer's) text positions
     text_vocab_size: int = 512
     image_size: int = 32
-    embed_dim: int = 128  # the shared space both encoders project into
-    text_width: int = 128
+    embed_dim: int = 96  # the shared space both encoders project into
+    text_width: int = 96
     text_layers: int = 2
     text_heads: int = 4
     image_width: int = 16  # channels of the first stage; each of the 3 stages halves the side, doubles the channels
@@ -103,8 +103,8 @@ class Preset:
 
 def _preset(name: str, image_size: int, grid: int, codebook: int, text_len: int, text_vocab: int,
             d_model: int, n_layers: int, n_heads: int, hidden: int, description: str,
-            attention_pattern: str = "full", caption_dropout: float = 0.1, clip_width: int = 128,
-            clip_image_width: int = 16) -> Preset:
+            attention_pattern: str = "full", caption_dropout: float = 0.1,
+            clip_image_width: int = 16, clip_width: int = 96) -> Preset:
     return Preset(
         name=name,
         image_size=image_size,

@@ -120,10 +120,10 @@ def validate(model: ClipModel, tokenizer: CaptionTokenizer, val: ShapesDataset, 
     claims = [val.item_claim(i) for i in range(len(val))]
     found = retrieval(model, tokenizer, val.images_uint8(), [c for c, _ in claims], [c for _, c in claims],
                       val.scenes, ks=(1,))
-    probe_acc = probe_summary(binding_probe(model, tokenizer, probe.images_uint8(), probe.scenes))
+    kinds = binding_probe(model, tokenizer, probe.images_uint8(), probe.scenes)
     model.train(was_training)
     return {"val_i2t_r1": found["image_to_text_r1_true"], "val_t2i_r1": found["text_to_image_r1_true"],
-            "val_probe": probe_acc}
+            "val_probe": probe_summary(kinds), **{f"val_probe_{k}": r["accuracy"] for k, r in kinds.items()}}
 
 
 def train_clip(preset: str = "cpu", seed: int = 0, out: str | Path | None = None,
@@ -197,7 +197,9 @@ def train_clip(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
                **validate(model, tokenizer, val, probe)}
         write(f"step {run.step:6d}  loss {row['loss']:.3f}  scale {row['scale']:.1f}  "
               f"R@1 image->text {row['val_i2t_r1']:.1f}  text->image {row['val_t2i_r1']:.1f}  "
-              f"probe {row['val_probe']:.1f}")
+              f"probe {row['val_probe']:.1f} ("
+              + " ".join(f"{k.removeprefix('val_probe_')} {v:.0f}" for k, v in row.items()
+                         if k.startswith("val_probe_")) + ")")
         return row
 
     model.train()

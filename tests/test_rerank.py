@@ -148,3 +148,10 @@ def test_cli_train_clip_writes_a_checkpoint(tmp_path, capsys):
     assert "clip-tiny.safetensors after 2 steps" in out and "binding probe" in out
     model = checkpoints.load(tmp_path / "clip-tiny.safetensors")
     assert isinstance(model, ClipModel)
+    assert main(["evaluate", "clip", "--checkpoint", str(tmp_path / "clip-tiny.safetensors"), "--preset", "tiny",
+                 "--n", "20", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["what"] == "clip" and set(report["probe"]) == {"seen", "heldout"}
+    assert set(report["probe"]["seen"]) == {"color", "shape", "size", "position", "relation", "swap"}
+    assert main(["evaluate", "clip", "--checkpoint", str(tmp_path / "nothing.safetensors")]) == 2
+    assert "train clip" in capsys.readouterr().err
