@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -24,9 +25,9 @@ from PIL import Image
 
 from . import checkpoints
 from .dvae import DiscreteVAE
-from .environment import pick_device
+from .environment import resolve_device
 from .paths import data_dir
-from .sampling import generate_image_tokens, iter_image_tokens
+from .sampling import MAX_SEED, check_seed, generate_image_tokens, iter_image_tokens, row_generators
 from .clip import ClipModel
 from .clip_eval import load_clip
 from .clip_eval import tokenizer_fingerprint as tokenizer_fingerprint_of
@@ -48,6 +49,8 @@ RESAMPLING = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.
               "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
 MAX_IMAGES_PER_PROMPT = 64  # a grid of 64 is already more than a person looks at; ask again with another seed
 MAX_BATCH = 64  # rows sampled together; more are sampled in chunks of this many (memory stays bounded)
+MAX_IMAGES_PER_CALL = 256  # prompts x n in one call: about a minute on a laptop CPU; more is a loop of calls
+PROMPT_QUOTE = 80  # characters of a prompt quoted in a message (a 100 kB prompt is not echoed)
 
 FORMAT = "dalle_lessons-pipeline-v1"
 PARTS = {"tokenizer": "tokenizer.json", "dvae": "dvae.safetensors", "transformer": "transformer.safetensors"}
@@ -117,6 +120,20 @@ def _check_count(n: int) -> int:
     return int(n)
 
 
+def _check_total(prompts: int, n: int) -> None:
+    """At most MAX_IMAGES_PER_CALL images in one call, refused before any work."""
+    if prompts * n > MAX_IMAGES_PER_CALL:
+        raise ValueError(f"{prompts} prompt(s) x n={n} = {prompts * n} images in one call is too many: the most is "
+                         f"{MAX_IMAGES_PER_CALL}; split the prompts over several calls (same seed, same images)")
+
+
+def quote(prompt: str, limit: int = PROMPT_QUOTE) -> str:
+    """A prompt for a message: repr'd, cut to `limit` characters with the total length said."""
+    if len(prompt) <= limit:
+        return repr(prompt)
+    return f"{prompt[:limit]!r}... ({len(prompt):,} characters)"
+
+
 def _check_file(path: Path, what: str, fix: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing (the {what}): {fix}")
@@ -156,7 +173,7 @@ class TextToImage:
 
         `device` defaults to the GPU when there is one, else the CPU.
         """
-        device = device or pick_device()
+        device = resolve_device(device)  # an unknown device, or cuda without a GPU, fails before any loading
         if path is None:
             return cls._from_data_dir(device)
         folder = Path(path)
@@ -292,23 +309,49 @@ class TextToImage:
 
     # --- prompts ---------------------------------------------------------------------------------------
 
-    def encode_prompts(self, prompts: str | Sequence[str]) -> torch.Tensor:
-        """One prompt or a list -> caption ids [P, T]; an empty or over-long prompt is an error."""
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    def encode_prompts(self, prompts: str | Sequence[str], on_overflow: str = "warn") -> torch.Tensor:
+        """One prompt or a list -> caption ids [P, T]; an empty prompt is an error.
+
+        A prompt longer than the model's T text tokens keeps its first T tokens with a warning
+        (`on_overflow="warn"`, the default, as in training) or is an error (`on_overflow="error"`).
+        """
+        if on_overflow not in ("warn", "error"):
+            raise ValueError(f"on_overflow={str(on_overflow)[:20]!r} is not valid: choose 'warn' or 'error'")
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        elif isinstance(prompts, (list, tuple)):
+            prompts = list(prompts)
+        else:
+            raise TypeError(f"a prompt must be a str (or a list of str), got {type(prompts).__name__}")
         if not prompts:
             raise ValueError("no prompt given: pass a caption, or a list of captions")
+        if len(prompts) > MAX_IMAGES_PER_CALL:
+            raise ValueError(f"{len(prompts)} prompts in one call is too many: the most is {MAX_IMAGES_PER_CALL}; "
+                             "split them over several calls")
         T = self.tokenizer.text_seq_len
-        for prompt in prompts:
+        long = []
+        for i, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
-                raise TypeError(f"a prompt must be a str, got {type(prompt).__name__}")
+                raise TypeError(f"prompt {i + 1} must be a str, got {type(prompt).__name__}")
             if not prompt.strip():
-                raise ValueError(f"empty prompt {prompt!r}: describe the picture, e.g. "
+                raise ValueError(f"empty prompt {quote(prompt)}: describe the picture, e.g. "
                                  "'a small red circle above a blue square'")
+            if "\x00" in prompt:
+                raise ValueError(f"prompt {quote(prompt)} contains a NUL character (\\x00): remove it")
             n_tokens = self.tokenizer.count_tokens(prompt)
             if n_tokens > T:
-                raise ValueError(f"the prompt {prompt!r} is too long: {n_tokens} tokens, and the model reads "
-                                 f"at most {T}; shorten it")
-        return self.tokenizer.encode_batch(prompts, on_overflow="error")
+                long.append((prompt, n_tokens))
+        if long:
+            prompt, n_tokens = long[0]
+            message = (f"the prompt {quote(prompt)} is too long: {n_tokens} tokens, and the model reads at most {T}"
+                       + (f" ({len(long)} prompts are too long)" if len(long) > 1 else ""))
+            if on_overflow == "error":
+                raise ValueError(message + "; shorten it")
+            warnings.warn(message + f"; keeping the first {T} tokens (shorten it, or pass on_overflow='error' to "
+                          "make this an error)", stacklevel=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # warned about above, once, with the prompt quoted
+            return self.tokenizer.encode_batch(prompts, on_overflow="warn")
 
     # --- sampling --------------------------------------------------------------------------------------
 
@@ -318,32 +361,40 @@ class TextToImage:
         if seed is None:
             generator.seed()
             return generator
-        if not _is_int(seed) or seed < 0:
-            raise ValueError(f"seed must be an int >= 0 (or None for fresh randomness), got {seed!r}")
-        return generator.manual_seed(int(seed))
+        return generator.manual_seed(check_seed(seed))
 
-    def _sample(self, text_ids: torch.Tensor, generator: torch.Generator, settings: dict,
+    def _row_generators(self, seed: int | None, prompts: int, n: int) -> list[torch.Generator]:
+        """One random stream per image, prompt-major: image k of every prompt draws from `row_seed(seed, k)`,
+        so image k is the same whether n is 1 or 64, and whether its prompt comes alone or in a list."""
+        seed = int.from_bytes(os.urandom(8), "big") & MAX_SEED if seed is None else check_seed(seed)
+        return [g for _ in range(prompts) for g in row_generators(seed, n, self.device)]
+
+    def _sample(self, text_ids: torch.Tensor, generator: torch.Generator | list[torch.Generator], settings: dict,
                 prefix: torch.Tensor | None = None) -> torch.Tensor:
-        """Image tokens for each caption row, MAX_BATCH rows at a time, all from one generator."""
+        """Image tokens for each caption row, MAX_BATCH rows at a time, from one generator or one per row."""
         text_ids = text_ids.to(self.device)
         prefix = prefix.to(self.device) if prefix is not None else None
+        per_row = isinstance(generator, list)
         chunks = []
         for start in range(0, len(text_ids), MAX_BATCH):
             rows = slice(start, start + MAX_BATCH)
-            chunks.append(generate_image_tokens(self.transformer, text_ids[rows], generator=generator,
+            streams = dict(generators=generator[rows]) if per_row else dict(generator=generator)
+            chunks.append(generate_image_tokens(self.transformer, text_ids[rows], **streams,
                                                 prefix=prefix[rows] if prefix is not None else None, **settings))
         return torch.cat(chunks)
 
     def generate_tokens(self, prompt: str | Sequence[str], n: int = 1, seed: int | None = None,
-                        **sampling) -> torch.Tensor:
+                        on_overflow: str = "warn", **sampling) -> torch.Tensor:
         """Image token ids [P * n, N], prompt-major: the n images of prompt 0, then of prompt 1, ...
 
-        `sampling`: temperature, top_k, top_p, guidance_scale (defaults: DEFAULT_SAMPLING).
+        `sampling`: temperature, top_k, top_p, guidance_scale (defaults: DEFAULT_SAMPLING). Each image has
+        its own random stream (`_row_generators`): image k of seed s does not depend on n or the other prompts.
         """
         settings = sampling_settings(sampling)
         n = _check_count(n)
-        text = self.encode_prompts(prompt).repeat_interleave(n, dim=0)
-        return self._sample(text, self._generator(seed), settings)
+        text = self.encode_prompts(prompt, on_overflow)
+        _check_total(len(text), n)
+        return self._sample(text.repeat_interleave(n, dim=0), self._row_generators(seed, len(text), n), settings)
 
     # --- pixels ----------------------------------------------------------------------------------------
 
@@ -368,6 +419,9 @@ class TextToImage:
             shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
             raise ValueError(f"expected a PIL image or a [3, {side}, {side}] tensor in [0, 1], got {shape}")
         image = image.float()
+        if not torch.isfinite(image).all():
+            raise ValueError(f"the image has {int((~torch.isfinite(image)).sum())} NaN or infinite values: "
+                             "give pixel values in [0, 1]")
         if image.min() < 0 or image.max() > 1:
             raise ValueError(f"image values must lie in [0, 1], got [{image.min():.3g}, {image.max():.3g}]: "
                              "divide 8-bit pixel values by 255")
@@ -378,6 +432,12 @@ class TextToImage:
         side = self._output_side(size)
         if resample not in RESAMPLING:
             raise ValueError(f"unknown resample {resample!r}: choose one of {', '.join(RESAMPLING)}")
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"to_pil expects images [batch, 3, H, W] in [0, 1], got {shape}")
+        if not torch.isfinite(images).all():  # clamp would turn NaN into black without a word
+            raise ValueError(f"the images hold {int((~torch.isfinite(images)).sum())} NaN or infinite values: "
+                             "a model or a computation upstream has diverged")
         array = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         pictures = [Image.fromarray(a, "RGB") for a in array]
         if side == images.shape[-1]:
@@ -403,24 +463,26 @@ class TextToImage:
         return self.to_pil(self.decode(ids), size, resample)
 
     def generate_ranked(self, prompt: str | Sequence[str], n: int = 1, rerank: int = 16,
-                        seed: int | None = None, **sampling) -> RankedImages:
+                        seed: int | None = None, on_overflow: str = "warn", **sampling) -> RankedImages:
         """n images per prompt, each the best by CLIP score of `rerank` candidates, with every score.
 
         The n * rerank candidates of a prompt are sampled in one batch and scored in one CLIP pass.
+        Candidate j of image k draws from stream k * rerank + j: the candidates of `n=1, rerank=N` are
+        exactly the images of `generate_tokens(prompt, n=N)` with the same seed.
         """
         settings = sampling_settings(sampling)
         n = _check_count(n)
-        text = self.encode_prompts(prompt)
+        text = self.encode_prompts(prompt, on_overflow)
         rerank = check_rerank(rerank, len(text) * n)
         clip = self.reranker
         rows = text.repeat_interleave(n * rerank, dim=0)
-        candidates = self._sample(rows, self._generator(seed), settings)
+        candidates = self._sample(rows, self._row_generators(seed, len(text), n * rerank), settings)
         pixels = torch.cat([self.decode(candidates[i:i + MAX_BATCH]) for i in range(0, len(candidates), MAX_BATCH)])
         ranked = rerank_candidates(clip, pixels, rows, per_group=rerank)
         return RankedImages(ranked.chosen(candidates), ranked.best_scores, ranked.scores, ranked.best, candidates)
 
     def complete_tokens(self, prompt: str, image: Image.Image | torch.Tensor, rows: int, n: int = 1,
-                        seed: int | None = None, **sampling) -> torch.Tensor:
+                        seed: int | None = None, on_overflow: str = "warn", **sampling) -> torch.Tensor:
         """Image token ids [n, N] whose top `rows` token rows are `image`'s and the rest drawn from `prompt`."""
         if not isinstance(prompt, str):
             raise TypeError("complete takes one prompt (a str); call it once per prompt")
@@ -429,9 +491,9 @@ class TextToImage:
             raise ValueError(f"rows must be an int from 0 to {g} (the image has {g} token rows), got {rows!r}")
         settings = sampling_settings(sampling)
         n = _check_count(n)
-        text = self.encode_prompts(prompt).repeat_interleave(n, dim=0)
+        text = self.encode_prompts(prompt, on_overflow).repeat_interleave(n, dim=0)
         prefix = self.encode_image(image)[: int(rows) * g].expand(n, -1)
-        return self._sample(text, self._generator(seed), settings, prefix=prefix)
+        return self._sample(text, self._row_generators(seed, 1, n), settings, prefix=prefix)
 
     def complete(self, prompt: str, image: Image.Image | torch.Tensor, rows: int, n: int = 1,
                  seed: int | None = None, size: str | None = None, resample: str = "nearest",
@@ -443,7 +505,7 @@ class TextToImage:
         return self.to_pil(self.decode(ids), size, resample)
 
     def progressive(self, prompt: str, n: int = 1, seed: int | None = None, every: int = 1,
-                    **sampling) -> Iterator[torch.Tensor]:
+                    on_overflow: str = "warn", **sampling) -> Iterator[torch.Tensor]:
         """Partial images [n, 3, H, W] as the tokens arrive: one every `every` tokens, and the finished one last.
 
         Cells not generated yet are a neutral grey. The last picture equals
@@ -455,8 +517,8 @@ class TextToImage:
             raise TypeError("progressive takes one prompt (a str); call it once per prompt")
         settings = sampling_settings(sampling)
         n = _check_count(n)
-        text = self.encode_prompts(prompt).repeat_interleave(n, dim=0).to(self.device)
-        steps = iter_image_tokens(self.transformer, text, generator=self._generator(seed), **settings)
+        text = self.encode_prompts(prompt, on_overflow).repeat_interleave(n, dim=0).to(self.device)
+        steps = iter_image_tokens(self.transformer, text, generators=self._row_generators(seed, 1, n), **settings)
         N = self.transformer.config.image_seq_len
         return (self._partial_image(t) for t in steps if t.shape[1] % every == 0 or t.shape[1] == N)
 

@@ -73,6 +73,8 @@ def test_generate_ranked_returns_clips_best_with_every_score(pipe):
     assert torch.equal(ranked.ids, ranked.candidates.view(4, 4, 16)[torch.arange(4), ranked.chosen])
     again = pipe.generate_ranked(["a red circle", "a blue square"], n=2, rerank=4, seed=0)
     assert torch.equal(again.ids, ranked.ids)  # same seed, same choice
+    plain = pipe.generate_tokens("a blue square", n=8, seed=0)  # the candidates are generate's own images
+    assert torch.equal(ranked.candidates[8:], plain)
     images = pipe.generate(["a red circle", "a blue square"], n=2, rerank=4, seed=0)
     decoded = pipe.to_pil(pipe.decode(ranked.ids))
     assert [i.tobytes() for i in images] == [i.tobytes() for i in decoded]
