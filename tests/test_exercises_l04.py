@@ -1,10 +1,12 @@
-"""Lesson 04's self-checks: right answers pass, wrong or unfinished ones fail with a useful message."""
+"""Lesson 04's self-checks: right answers pass, wrong answers and shortcuts fail with a useful message."""
+import itertools
 import math
 
 import pytest
 import torch
 
-from dalle_lessons.exercises.l04_dvae import check_code_usage, check_gumbel_softmax, check_logit_laplace
+from dalle_lessons.dvae import code_usage, gumbel_softmax, logit_laplace_nll
+from dalle_lessons.exercises.l04_dvae import check_perplexity_by_cell, check_pixel_nll, check_sample_codes
 from exercise_helpers import assert_fails, not_attempted
 
 
@@ -13,109 +15,95 @@ def assert_passes(check, fn, capsys):
     assert "correct ✓" in capsys.readouterr().out
 
 
-# --- exercise 1: the Gumbel-softmax ----------------------------------------------------------------
+# --- exercise 1: sampling codes at a temperature --------------------------------------------------
 
-def gumbel_softmax(logits, temperature, generator):
-    u = torch.rand(logits.shape, generator=generator).clamp(min=1e-10)
-    return ((logits - torch.log(-torch.log(u))) / temperature).softmax(dim=-1)
+_FRESH_SEEDS = itertools.count(1000)  # a sampler that ignores its generator: a new seed every call
 
 
-def gumbel_softmax_uniform_(logits, temperature, generator):
-    """The same draw through Tensor.uniform_, scaled by 1 / temperature instead of divided."""
-    u = torch.empty_like(logits).uniform_(generator=generator)
-    g = -torch.log(-torch.log(u.clamp(min=1e-10)))
-    return torch.softmax((logits + g) * (1 / temperature), dim=-1)
+def _gumbel(shape, generator):
+    return -torch.log(-torch.log(torch.rand(shape, generator=generator).clamp(min=1e-10)))
 
 
-def gumbel_softmax_exponential(logits, temperature, generator):
-    """A valid sample drawn another way (as PyTorch's F.gumbel_softmax does): g = -log(Exponential(1))."""
-    g = -torch.empty_like(logits).exponential_(generator=generator).log()
-    return ((logits + g) / temperature).softmax(-1)
+def sample_codes(logits, temperature, generator):
+    return (logits / temperature + _gumbel(logits.shape, generator)).argmax(-1)
 
 
-@pytest.mark.parametrize("right", [gumbel_softmax, gumbel_softmax_uniform_])
-def test_gumbel_right_answers(capsys, right):
-    assert_passes(check_gumbel_softmax, right, capsys)
+def sample_codes_multinomial(logits, temperature, generator):
+    """Drawn another way (torch.multinomial): passes on reproducibility and statistics."""
+    probs = (logits / temperature).softmax(-1).reshape(-1, logits.shape[-1])
+    return torch.multinomial(probs, 1, generator=generator).reshape(logits.shape[:-1])
 
 
-def test_gumbel_drawn_another_way_passes_on_its_statistics(capsys):
-    assert check_gumbel_softmax(gumbel_softmax_exponential) is True
-    out = capsys.readouterr().out
-    assert "statistics are right" in out and "correct ✓" in out
+@pytest.mark.parametrize("right", [sample_codes, sample_codes_multinomial])
+def test_sample_codes_right_answers(capsys, right):
+    assert_passes(check_sample_codes, right, capsys)
 
 
-def test_gumbel_not_attempted(capsys):
-    assert_fails(check_gumbel_softmax, not_attempted, capsys, "not attempted")
-
-
-def _uniform(logits, generator):
-    return torch.rand(logits.shape, generator=generator).clamp(min=1e-10)
-
-
-def _gumbel(logits, generator):
-    return -torch.log(-torch.log(_uniform(logits, generator)))
+def test_sample_codes_not_attempted(capsys):
+    assert_fails(check_sample_codes, not_attempted, capsys, "not attempted")
 
 
 @pytest.mark.parametrize("wrong, phrase", [
-    (lambda logits, t, gen: (logits / t).softmax(-1), "has no noise"),
-    (lambda logits, t, gen: (logits / t + _gumbel(logits, gen)).softmax(-1), "after dividing by the temperature"),
-    (lambda logits, t, gen: ((logits + _gumbel(logits, gen)) * t).softmax(-1), "multiplied by the temperature"),
-    (lambda logits, t, gen: ((logits - _gumbel(logits, gen)) / t).softmax(-1), "wrong sign"),
-    (lambda logits, t, gen: ((logits - _uniform(logits, gen).log()) / t).softmax(-1), "exponential noise"),
-    (lambda logits, t, gen: ((logits + _uniform(logits, gen)) / t).softmax(-1), "uniform draw U itself"),
-    (lambda logits, t, gen: torch.nn.functional.one_hot(((logits + _gumbel(logits, gen)) / t).argmax(-1),
-                                                        logits.shape[-1]).float(), "one-hot argmax"),
-    (lambda logits, t, gen: ((logits + _gumbel(logits, gen)) / t).softmax(0), "along the last axis"),
-    (lambda logits, t, gen: ((logits + _gumbel(logits, gen)) / t).log_softmax(-1), "along the last axis"),
-    (lambda logits, t, gen: ((logits + _gumbel(logits, gen)) / t).exp(), "Take the softmax"),
-    (lambda logits, t, gen: gumbel_softmax(logits, t, gen) + 0 * torch.log(torch.zeros(())), "NaN or inf"),
-    (lambda logits, t, gen: gumbel_softmax(logits, t, torch.Generator().manual_seed(torch.seed() % 2**32)),
-     "generators seeded alike gave different samples"),
-    (lambda logits, t, gen: ((logits + torch.randn(logits.shape, generator=gen)) / t).softmax(-1),
-     "The Gumbel-max trick needs Gumbel noise"),
-    (lambda logits, t, gen: gumbel_softmax_exponential(logits, 1.0, gen), "nearly one-hot"),
-    (lambda logits, t, gen: gumbel_softmax(logits, t, gen).sum(-1), "should keep the input's shape"),
-    (lambda logits, t, gen: gumbel_softmax(logits, t, gen).tolist(), "should return a torch.Tensor"),
-    (lambda logits, t, gen: torch.rand(logits.shape, gen), "raised TypeError"),
+    (lambda l, t, g: (l * t + _gumbel(l.shape, g)).argmax(-1), "multiplied the logits by the temperature"),
+    (lambda l, t, g: l.argmax(-1), "that is what encode does"),
+    (lambda l, t, g: (l / t - _gumbel(l.shape, g)).argmax(-1), "wrong sign"),
+    (lambda l, t, g: (l / t - torch.log(torch.rand(l.shape, generator=g).clamp(min=1e-10))).argmax(-1),
+     "exponential noise"),
+    (lambda l, t, g: torch.nn.functional.one_hot(sample_codes(l, t, g), l.shape[-1]), "one vector per cell"),
+    (lambda l, t, g: sample_codes(l, t, g).float(), "code ids are integers"),
+    (lambda l, t, g: sample_codes(l, t, g)[..., None], "one code id per cell"),
+    (lambda l, t, g: sample_codes(l, t, torch.Generator().manual_seed(next(_FRESH_SEEDS))),
+     "generators seeded alike gave different codes"),
+    (lambda l, t, g: torch.multinomial(l.softmax(-1).reshape(-1, l.shape[-1]), 1, generator=g).reshape(l.shape[:-1]),
+     "softmax(logits / τ) gives it"),
 ])
-def test_gumbel_wrong_answers(capsys, wrong, phrase):
-    assert_fails(check_gumbel_softmax, wrong, capsys, phrase)
+def test_sample_codes_wrong_answers(capsys, wrong, phrase):
+    assert_fails(check_sample_codes, wrong, capsys, phrase)
 
 
-def test_gumbel_feedback_names_the_case(capsys):
-    out = assert_fails(check_gumbel_softmax, lambda logits, t, gen: (logits / t).softmax(-1), capsys)
-    assert "With logits [6, 10] at temperature 1:" in out
+@pytest.mark.parametrize("shortcut", [
+    lambda l, t, g: gumbel_softmax(l, t, hard=True, generator=g).argmax(-1),  # the library's relaxed sample
+    lambda l, t, g: ((l + _gumbel(l.shape, g)) / t).softmax(-1).argmax(-1),  # section 3's my_gumbel_softmax
+])
+def test_sample_codes_rejects_the_gumbel_softmax(capsys, shortcut):
+    assert_fails(check_sample_codes, shortcut, capsys, "divided the noisy logits by the temperature")
 
 
-# --- exercise 2: the logit-Laplace likelihood ------------------------------------------------------
+# --- exercise 2: the likelihood of the pixel ------------------------------------------------------
 
-def logit_laplace(mu, log_b, target, eps=0.1):
+def pixel_nll(mu, log_b, target, eps=0.1):
     y = (1 - 2 * eps) * target + eps
     logit = torch.log(y / (1 - y))
-    return (logit - mu).abs() / log_b.exp() + log_b + math.log(2) + torch.log(y) + torch.log(1 - y)
+    nll_y = (logit - mu).abs() / log_b.exp() + log_b + math.log(2) + torch.log(y) + torch.log(1 - y)
+    return nll_y - math.log(1 - 2 * eps)
 
 
-def logit_laplace_from_density(mu, log_b, target, eps=0.1):
-    """-log of the density written out, in float64."""
+def pixel_nll_from_density(mu, log_b, target, eps=0.1):
+    """-log of p(x) = p(y) |dy/dx| written out, in float64."""
     y = (1 - 2 * eps) * target.double() + eps
     b = log_b.double().exp()
-    density = torch.exp(-(torch.logit(y) - mu.double()).abs() / b) / (2 * b * y * (1 - y))
-    return -density.log()
+    density_y = torch.exp(-(torch.logit(y) - mu.double()).abs() / b) / (2 * b * y * (1 - y))
+    return -(density_y * (1 - 2 * eps)).log()
 
 
-@pytest.mark.parametrize("right", [logit_laplace, logit_laplace_from_density])
-def test_logit_laplace_right_answers(capsys, right):
-    assert_passes(check_logit_laplace, right, capsys)
+def pixel_nll_from_library(mu, log_b, target, eps=0.1):
+    return logit_laplace_nll(mu, log_b, target, eps) - math.log(1 - 2 * eps)
 
 
-def test_logit_laplace_not_attempted(capsys):
-    assert_fails(check_logit_laplace, not_attempted, capsys, "not attempted")
+@pytest.mark.parametrize("right", [pixel_nll, pixel_nll_from_density, pixel_nll_from_library])
+def test_pixel_nll_right_answers(capsys, right):
+    assert_passes(check_pixel_nll, right, capsys)
 
 
-def _nll(mu, log_b, y, scale=None, jacobian=1, log2=True, use_log_b=True):
+def test_pixel_nll_not_attempted(capsys):
+    assert_fails(check_pixel_nll, not_attempted, capsys, "not attempted")
+
+
+def _nll(mu, log_b, y, eps=0.1, scale=None, jacobian=1, log2=True, use_log_b=True, map_term=-1):
     distance = (torch.log(y) - torch.log1p(-y) - mu).abs()
     scaled = distance * torch.exp(-log_b) if scale is None else scale(distance, log_b)
-    return scaled + use_log_b * log_b + log2 * math.log(2) + jacobian * torch.log(y * (1 - y))
+    return (scaled + use_log_b * log_b + log2 * math.log(2) + jacobian * torch.log(y * (1 - y))
+            + map_term * math.log(1 - 2 * eps))
 
 
 def _mapped(target, eps=0.1):
@@ -123,87 +111,79 @@ def _mapped(target, eps=0.1):
 
 
 @pytest.mark.parametrize("wrong, phrase", [
-    (lambda mu, log_b, x, eps=0.1: -logit_laplace(mu, log_b, x, eps), "flip the sign"),
-    (lambda mu, log_b, x, eps=0.1: _nll(mu, log_b, _mapped(x, eps), jacobian=0), "log(y (1 - y)) is missing"),
-    (lambda mu, log_b, x, eps=0.1: _nll(mu, log_b, _mapped(x, eps), jacobian=-1), "wrong sign"),
-    (lambda mu, log_b, x, eps=0.1: _nll(mu, log_b, _mapped(x, eps), scale=lambda d, lb: d / lb), "divided by log_b"),
-    (lambda mu, log_b, x, eps=0.1: _nll(mu, log_b, _mapped(x, eps), scale=lambda d, lb: d**2 * torch.exp(-lb)),
+    (lambda mu, lb, x, eps=0.1: _nll(mu, lb, _mapped(x, eps), eps, map_term=1), "the map's term has the wrong sign"),
+    (lambda mu, lb, x, eps=0.1: -pixel_nll(mu, lb, x, eps), "flip the sign"),
+    (lambda mu, lb, x, eps=0.1: _nll(mu, lb, _mapped(x, eps), eps, jacobian=0), "log(y (1 - y)) is missing"),
+    (lambda mu, lb, x, eps=0.1: _nll(mu, lb, _mapped(x, eps), eps, jacobian=-1), "log(y (1 - y)) has the wrong sign"),
+    (lambda mu, lb, x, eps=0.1: _nll(mu, lb, _mapped(x, eps), eps, scale=lambda d, b: d / b), "divided by log_b"),
+    (lambda mu, lb, x, eps=0.1: _nll(mu, lb, _mapped(x, eps), eps, scale=lambda d, b: d**2 * torch.exp(-b)),
      "a Gaussian in logit space"),
-    (lambda mu, log_b, x, eps=0.1: _nll(mu, log_b, _mapped(x, eps), use_log_b=False), "the + log_b term is missing"),
-    (lambda mu, log_b, x, eps=0.1: _nll(mu, log_b, _mapped(x, eps), log2=False), "the + log 2 term is missing"),
-    (lambda mu, log_b, x, eps=0.1: _nll(mu, log_b, (1 - eps) * x + eps), "white pixels (1) only"),
-    (lambda mu, log_b, x, eps=0.1: logit_laplace(mu, log_b, x, 0.1), "whatever the eps argument"),
-    (lambda mu, log_b, x, eps=0.1: _nll(mu, log_b, x), "Map the pixels first"),
-    (lambda mu, log_b, x, eps=0.1: logit_laplace(mu, log_b, x, eps).mean(), "returned one number"),
-    (lambda mu, log_b, x, eps=0.1: logit_laplace(mu, log_b, x, eps).sum(1), "should keep the input's shape"),
-    (lambda mu, log_b, x, eps=0.1: logit_laplace(mu, log_b, x, eps) + 0.01, "differs from the library's by up to"),
-    (lambda mu, log_b, x: logit_laplace(mu, log_b, x), "raised TypeError"),
+    (lambda mu, lb, x, eps=0.1: _nll(mu, lb, _mapped(x, eps), eps, use_log_b=False), "the + log_b term is missing"),
+    (lambda mu, lb, x, eps=0.1: _nll(mu, lb, _mapped(x, eps), eps, log2=False), "the + log 2 term is missing"),
+    (lambda mu, lb, x, eps=0.1: _nll(mu, lb, (1 - eps) * x + eps, eps), "white pixels (1) only"),
+    (lambda mu, lb, x, eps=0.1: pixel_nll(mu, lb, x, 0.1), "whatever the eps argument"),
+    (lambda mu, lb, x, eps=0.1: _nll(mu, lb, x, eps), "Map the pixels first"),
+    (lambda mu, lb, x, eps=0.1: pixel_nll(mu, lb, x, eps).mean(), "returned one number"),
+    (lambda mu, lb, x, eps=0.1: pixel_nll(mu, lb, x, eps).sum(1), "should keep the input's shape"),
+    (lambda mu, lb, x, eps=0.1: pixel_nll(mu, lb, x, eps) + 0.01, "differs from the expected one by up to"),
+    (lambda mu, lb, x: pixel_nll(mu, lb, x), "raised TypeError"),
 ])
-def test_logit_laplace_wrong_answers(capsys, wrong, phrase):
-    assert_fails(check_logit_laplace, wrong, capsys, phrase)
+def test_pixel_nll_wrong_answers(capsys, wrong, phrase):
+    assert_fails(check_pixel_nll, wrong, capsys, phrase)
 
 
-# --- exercise 3: codebook usage and perplexity -----------------------------------------------------
-
-def code_usage(ids, codebook_size):
-    counts = torch.bincount(ids.flatten(), minlength=codebook_size).float()
-    p = counts[counts > 0] / counts.sum()
-    return int((counts > 0).sum()), math.exp(-(p * p.log()).sum().item())
+def test_pixel_nll_rejects_the_librarys_nll_of_y(capsys):
+    assert_fails(check_pixel_nll, logit_laplace_nll, capsys, "that is the NLL of y, the mapped value")
 
 
-def code_usage_python(ids, codebook_size):
-    from collections import Counter
-    counts = Counter(ids.flatten().tolist())
-    n = sum(counts.values())
-    return len(counts), 2 ** -sum(c / n * math.log2(c / n) for c in counts.values())
+# --- exercise 3: perplexity at each cell ----------------------------------------------------------
+
+def perplexity_by_cell(ids, codebook_size):
+    B, rows, cols = ids.shape
+    out = torch.empty(rows, cols)
+    for r in range(rows):
+        for c in range(cols):
+            p = torch.bincount(ids[:, r, c], minlength=codebook_size).double() / B
+            p = p[p > 0]
+            out[r, c] = torch.exp(-(p * p.log()).sum())
+    return out
 
 
-def code_usage_tensors(ids, codebook_size):
-    counts = torch.bincount(ids.flatten(), minlength=codebook_size)
-    p = counts / counts.sum()
-    return (counts > 0).sum(), torch.exp(-torch.xlogy(p, p).sum())
+def perplexity_by_cell_one_hot(ids, codebook_size):
+    p = torch.nn.functional.one_hot(ids, codebook_size).double().mean(0)  # [rows, cols, K]
+    return torch.exp(-torch.special.xlogy(p, p).sum(-1))
 
 
-@pytest.mark.parametrize("right", [code_usage, code_usage_python, code_usage_tensors])
-def test_code_usage_right_answers(capsys, right):
-    assert_passes(check_code_usage, right, capsys)
+@pytest.mark.parametrize("right", [perplexity_by_cell, perplexity_by_cell_one_hot])
+def test_perplexity_by_cell_right_answers(capsys, right):
+    assert_passes(check_perplexity_by_cell, right, capsys)
 
 
-def test_code_usage_not_attempted(capsys):
-    assert_fails(check_code_usage, not_attempted, capsys, "not attempted")
+def test_perplexity_by_cell_not_attempted(capsys):
+    assert_fails(check_perplexity_by_cell, not_attempted, capsys, "not attempted")
 
 
-def _entropy(ids, K):
-    counts = torch.bincount(ids.flatten(), minlength=K).double()
-    p = counts[counts > 0] / counts.sum()
-    return -(p * p.log()).sum().item()
+def _distinct(ids, K):
+    return torch.tensor([[float(len(torch.unique(ids[:, r, c]))) for c in range(ids.shape[2])]
+                         for r in range(ids.shape[1])])
 
 
 @pytest.mark.parametrize("wrong, phrase", [
-    (lambda ids, K: (code_usage(ids, K)[0], _entropy(ids, K)), "is the entropy itself"),
-    (lambda ids, K: (code_usage(ids, K)[0], math.exp(_entropy(ids, K) / math.log(2))), "in bits"),
-    (lambda ids, K: (code_usage(ids, K)[0], math.exp(-_entropy(ids, K))), "sign is flipped"),
-    (lambda ids, K: (code_usage(ids, K)[0], float(code_usage(ids, K)[0])), "the number of codes used"),
-    (lambda ids, K: (K, code_usage(ids, K)[1]), "counted every code of the codebook"),
-    (lambda ids, K: (ids.numel(), code_usage(ids, K)[1]), "counted tokens"),
-    (lambda ids, K: (code_usage(ids, K)[0], math.nan), "0 * log(0)"),
-    (lambda ids, K: (code_usage(ids, K)[0] + 1, code_usage(ids, K)[1]), "codes used; you returned"),
-    (lambda ids, K: (code_usage(ids, K)[0], code_usage(ids, K)[1] + 0.5), "the perplexity is"),
-    (lambda ids, K: code_usage(ids, K)[1], "should return a pair"),
-    (lambda ids, K: ("many", "high"), "should return two numbers"),
-    (lambda ids, K: torch.bincount(ids.flatten()), "should return a pair"),
-    (lambda ids, K: ids.unique(K), "raised TypeError"),
-    (lambda ids, K: (torch.bincount(ids).numel(), 1.0),
-     "raised RuntimeError: bincount only supports 1-d non-negative integral inputs. Hint: ids is a [B, g, g] grid"),
+    (lambda ids, K: perplexity_by_cell(ids, K).log(), "your values are the entropies"),
+    (_distinct, "counted the distinct codes"),
+    (lambda ids, K: 1 / perplexity_by_cell(ids, K), "sign is flipped"),
+    (lambda ids, K: torch.full(ids.shape[1:], code_usage(ids, K)[1]), "the whole batch's perplexity"),
+    (lambda ids, K: perplexity_by_cell(ids, K).T, "transposed"),
+    (lambda ids, K: perplexity_by_cell(ids, K)[None], "one value per cell"),
+    (lambda ids, K: torch.exp(-(lambda p: (p * p.log()).sum(-1))(
+        torch.nn.functional.one_hot(ids, K).double().mean(0))), "NaN"),
+    (lambda ids, K: perplexity_by_cell(ids, K) + 0.5, "should have perplexity"),
 ])
-def test_code_usage_wrong_answers(capsys, wrong, phrase):
-    assert_fails(check_code_usage, wrong, capsys, phrase)
+def test_perplexity_by_cell_wrong_answers(capsys, wrong, phrase):
+    assert_fails(check_perplexity_by_cell, wrong, capsys, phrase)
 
 
-def test_code_usage_nan_from_zero_counts(capsys):
-    def with_nan(ids, K):
-        counts = torch.bincount(ids.flatten(), minlength=K).double()
-        p = counts / counts.sum()
-        return int((counts > 0).sum()), math.exp(-(p * p.log()).sum().item())
-
-    assert_fails(check_code_usage, with_nan, capsys, "0 * log(0)")
+def test_perplexity_by_cell_rejects_code_usage(capsys):
+    assert_fails(check_perplexity_by_cell, code_usage, capsys, "like code_usage's (used, perplexity) pair")
+    assert_fails(check_perplexity_by_cell, lambda ids, K: torch.tensor(code_usage(ids, K)[1]), capsys,
+                 "the perplexity of the whole batch")

@@ -850,61 +850,85 @@ plt.show()
 #
 # ## 11. Exercises
 #
-# Each exercise is a function for you to fill in: replace `raise NotImplementedError` with your code and
-# run the cell below it. The check compares your function with the library's and says, in plain words,
-# what is wrong. Solutions are in [solutions/04_discrete_vae.ipynb](solutions/04_discrete_vae.ipynb).
+# Each exercise asks for something this lesson has not shown: a variation, a new piece, or an
+# experiment. Replace `raise NotImplementedError` with your code and run the cell below it; the check
+# says, in plain words, what is wrong. Solutions are in [solutions/04_discrete_vae.ipynb](solutions/04_discrete_vae.ipynb).
 
 # %%
-from dalle_lessons.exercises.l04_dvae import check_code_usage, check_gumbel_softmax, check_logit_laplace
+from dalle_lessons.exercises.l04_dvae import check_perplexity_by_cell, check_pixel_nll, check_sample_codes
 
 # %% [markdown]
-# ### Exercise 1: the Gumbel-softmax
+# ### Exercise 1 (experiment): what if the encoder sampled its codes?
 #
-# Write `gumbel_softmax_sample(logits, temperature, generator)`, the relaxed sample of section 3, without
-# calling the library or `F.gumbel_softmax`: draw `U = torch.rand(logits.shape, generator=generator)`
-# (clamp it away from 0), make Gumbel noise `g = −log(−log U)`, and return
-# `softmax((logits + g) / temperature)` over the last axis. The check compares it with the library's
-# sample from the same seed, at three temperatures and on a grid of cells.
+# `encode` takes the **argmax** of the encoder's distribution `q` at every cell. Training, though, used
+# *samples* from `q` (section 5), and the KL term kept `q` spread out over many codes. Write
+# `sample_codes(logits, temperature, generator)`: code ids `[..., ]` (the logits' shape without its last
+# axis) drawn from `softmax(logits / τ)` with the Gumbel-max trick, the noise drawn as
+# `torch.rand(logits.shape, generator=generator)`. Careful: section 3's Gumbel-softmax, or the library's
+# `gumbel_softmax(..., hard=True)`, will not do. Why not? (The check tells you.)
+#
+# Then the experiment. **Predict first:** on 100 two-object test scenes, if every cell's code were drawn
+# from `q` at `τ = 1` instead of taken as the argmax, what fraction of the 64 codes would change, and how
+# far would the PSNR and the judge's exact reads fall from the argmax's? And at `τ = 0.5` and `0.25`?
 
 # %%
-def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+def sample_codes(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_gumbel_softmax(gumbel_softmax_sample)
-
-# %% [markdown]
-# ### Exercise 2: the logit-Laplace likelihood
-#
-# Write `laplace_nll(mu, log_b, target, eps)`: the negative log-likelihood of every subpixel of `target`
-# (in [0, 1]) under the logit-Laplace distribution of section 9, with the pixel mapping. Map the target to
-# `y = (1 − 2ε) x + ε`, then return `−log p(y | μ, b)` with `b = exp(log_b)`, elementwise (same shape as
-# `target`). *Hint:* write `−log` of the density as a sum of four terms.
+ok = check_sample_codes(sample_codes)
 
 # %%
-def laplace_nll(mu: torch.Tensor, log_b: torch.Tensor, target: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
+if not ok:
+    print("Finish exercise 1 first, then run this cell.")
+else:
+    images, scenes = originals[2][:100], two.scenes[:100]
+    with torch.no_grad():
+        cell_logits = dvae.logits(images)  # [100, 8, 8, 512]
+        argmax_ids = cell_logits.argmax(-1)
+        for tau in (None, 0.25, 0.5, 1.0):
+            ids = argmax_ids if tau is None else sample_codes(cell_logits, tau, torch.Generator().manual_seed(0))
+            pictures = (dvae.decode(ids) * 255).round() / 255
+            exact = sum(reads_back(image, scene) for image, scene in zip(pictures, scenes))
+            changed = (ids != argmax_ids).float().mean()
+            print(f"{'argmax' if tau is None else f'sampled, τ = {tau}':>18}: {100 * changed:3.0f} % of codes "
+                  f"changed, PSNR {psnr(pictures, images):.1f} dB, judge reads {exact} of 100 exactly")
+
+# %% [markdown]
+# ### Exercise 2: the likelihood of the pixel itself
+#
+# Section 9's `logit_laplace_nll` is the negative log-density of `y = (1 − 2ε) x + ε`, the **mapped**
+# value. To compare likelihoods across different `ε`, or with a model that works on the pixels
+# directly, you need the density of the pixel `x` itself. Write `pixel_nll(mu, log_b, target, eps)`:
+# `−log p(x)` for every subpixel `x` of `target`, where `y` follows the logit-Laplace distribution.
+# You may build on the formula of section 9. *Hint:* changing variables multiplies a density by
+# `|dy/dx|`; you met one such factor in section 9 already.
+
+# %%
+def pixel_nll(mu: torch.Tensor, log_b: torch.Tensor, target: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_logit_laplace(laplace_nll)
+ok = check_pixel_nll(pixel_nll)
 
 # %% [markdown]
-# ### Exercise 3: codebook usage and perplexity
+# ### Exercise 3: where on the grid do the codes vary?
 #
-# Write `usage(ids, codebook_size)` returning `(used, perplexity)` for a tensor of code ids of any shape:
-# how many distinct codes appear, and `exp(entropy)` of their frequencies, with
-# `entropy = −Σ p log p` over the codes that appear. Run it on the dVAE's test ids afterwards: does it
-# agree with section 7?
+# Section 7 measured the perplexity of the whole codebook's use. Write `perplexity_by_cell(ids,
+# codebook_size)`: for ids `[B, g, g]`, a `[g, g]` tensor whose entry `(r, c)` is the perplexity
+# `exp(−Σ p log p)` of the codes found at cell `(r, c)` across the `B` images. *Predict first:* which
+# cells of the 8×8 grid will vary most over the test images, and which least? Then run it on
+# `test_ids[2]` and see.
 
 # %%
-def usage(ids: torch.Tensor, codebook_size: int) -> tuple[int, float]:
+def perplexity_by_cell(ids: torch.Tensor, codebook_size: int) -> torch.Tensor:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_code_usage(usage)
+ok = check_perplexity_by_cell(perplexity_by_cell)
 
 # %% [markdown]
 # ## Takeaways
