@@ -136,7 +136,19 @@ class CaptionTokenizer:
         if not path.is_file():
             raise FileNotFoundError(f"no tokenizer at {path}: train one with `python -m dalle_lessons "
                                     "train tokenizer --preset cpu` (or CaptionTokenizer.train)")
-        tok = Tokenizer.from_file(str(path))
+        from .manifest import sniff, verify_shipped
+        verify_shipped(path)  # the shipped data/tokenizer.json must be the one in MANIFEST.json
+        what = sniff(path)
+        if what:
+            raise ValueError(f"{path} {what}")
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as error:  # `tokenizers` raises a bare Exception with a serde message
+            raise ValueError(f"{path} is not a tokenizer file ({str(error).splitlines()[0][:80]}): restore it "
+                             "from git, or retrain it with `python -m dalle_lessons train tokenizer`") from None
+        if tok.token_to_id(PAD) != PAD_ID:
+            raise ValueError(f"{path} has no {PAD!r} token at id {PAD_ID}, so it was not written by "
+                             "CaptionTokenizer.save: retrain it with `python -m dalle_lessons train tokenizer`")
         if not tok.padding or not tok.padding.get("length"):
             raise ValueError(f"{path} has no fixed padding length, so it was not written by "
                              "CaptionTokenizer.save: retrain it with `python -m dalle_lessons train tokenizer`")

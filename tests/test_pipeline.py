@@ -165,7 +165,7 @@ def test_bad_prompts_are_clear_errors(pipe, prompt, error, message):
     (dict(seed=-1), ValueError, "seed must be an int >= 0"),
     (dict(seed="0"), ValueError, "seed must be an int >= 0"),
     (dict(topk=5), TypeError, "unknown sampling setting.*topk.*choose from temperature, top_k"),
-    (dict(temperature=-1), ValueError, "temperature must be a number >= 0"),
+    (dict(temperature=-1), ValueError, r"temperature must be 0 \(greedy\) or a number from"),
     (dict(top_p=2), ValueError, "top_p must be in"),
 ])
 def test_bad_settings_are_clear_errors(pipe, kwargs, error, message):

@@ -142,13 +142,13 @@ def test_generation_runs_in_eval_mode_and_restores_the_mode(text):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(temperature=-1.0), "temperature must be a number >= 0"),
-    (dict(temperature=float("inf")), "temperature must be a number >= 0"),
+    (dict(temperature=-1.0), r"temperature must be 0 \(greedy\) or a number from"),
+    (dict(temperature=float("inf")), r"temperature must be 0 \(greedy\) or a number from"),
     (dict(top_k=0), "top_k must be an int >= 1"),
     (dict(top_k=2.5), "top_k must be an int >= 1"),
     (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
     (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
-    (dict(guidance_scale=float("nan")), "guidance_scale must be a finite number"),
+    (dict(guidance_scale=float("nan")), "guidance_scale must be a number from 0 to 10"),
     (dict(prefix=torch.zeros(2, 3, dtype=torch.long)), r"prefix must be a tensor \[batch=3, n\]"),
     (dict(prefix=torch.zeros(3, TINY.image_seq_len + 1, dtype=torch.long)), "n <= 16"),
     (dict(prefix=torch.zeros(3, 2)), "integer image token ids"),
