@@ -74,7 +74,7 @@ def _train_dvae(args: argparse.Namespace) -> int:
     train_config = DVAETrainConfig(**{k: v for k, v in changes.items() if v is not None})
     try:
         summary = train_dvae(args.preset, seed=args.seed, out=args.out, train_config=train_config,
-                             model_config=model_config, resume=args.resume)
+                             model_config=model_config, resume=args.resume, overwrite_shipped=args.overwrite_shipped)
     except KeyboardInterrupt:
         print("interrupted: run the same command with --resume to continue", file=sys.stderr)
         return 130
@@ -90,7 +90,7 @@ def _train_dalle(args: argparse.Namespace) -> int:
     train_config = DalleTrainConfig(**{k: v for k, v in changes.items() if v is not None})
     try:
         summary = train_dalle(args.preset, seed=args.seed, out=args.out, train_config=train_config,
-                              resume=args.resume)
+                              resume=args.resume, overwrite_shipped=args.overwrite_shipped)
     except KeyboardInterrupt:
         print("interrupted: run the same command with --resume to continue", file=sys.stderr)
         return 130
@@ -106,6 +106,8 @@ def _train_clip(args: argparse.Namespace) -> int:
     changes = {"steps": args.steps, "false_negatives": args.false_negatives, "train_items": args.train_images}
     if args.no_hard_negatives:
         changes["hard_negatives"] = False
+    if args.no_negative_images:
+        changes["negative_images"] = False
     train_config = ClipTrainConfig(**{k: v for k, v in changes.items() if v is not None})
     try:
         summary = train_clip(args.preset, seed=args.seed, out=args.out, train_config=train_config, resume=args.resume)
@@ -121,12 +123,16 @@ def _train_clip(args: argparse.Namespace) -> int:
 
 def _add_sampling(parser: argparse.ArgumentParser) -> None:
     """Sampling flags; each left out keeps the pipeline's default (pipeline.DEFAULT_SAMPLING)."""
+    from .sampling import SAMPLING_RANGES as RANGE  # the ranges the API checks, stated once
     group = parser.add_argument_group("sampling (default: the pipeline's DEFAULT_SAMPLING)")
-    group.add_argument("--temperature", type=float, default=None, help="below 1 sharper, above 1 wilder; 0 greedy")
-    group.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (0: keep all)")
-    group.add_argument("--top-p", type=float, default=None, help="keep the smallest set with mass >= p (1: keep all)")
+    group.add_argument("--temperature", type=float, default=None,
+                       help=f"below 1 sharper, above 1 wilder; 0 greedy ({RANGE['temperature']})")
+    group.add_argument("--top-k", type=int, default=None,
+                       help="keep the k most likely tokens (an int >= 1; 0: keep all)")
+    group.add_argument("--top-p", type=float, default=None,
+                       help="keep the smallest set with mass >= p (in (0, 1]; 1: keep all)")
     group.add_argument("--guidance-scale", type=float, default=None,
-                       help="classifier-free guidance (1: none; higher follows the caption harder)")
+                       help=f"classifier-free guidance, higher follows the caption harder ({RANGE['guidance_scale']})")
 
 
 def _sampling_changes(args: argparse.Namespace) -> dict:
@@ -137,7 +143,7 @@ def _sampling_changes(args: argparse.Namespace) -> dict:
     if args.top_k is not None:
         changes["top_k"] = args.top_k or None
     if args.top_p is not None:
-        changes["top_p"] = None if args.top_p >= 1 else args.top_p
+        changes["top_p"] = None if args.top_p == 1 else args.top_p  # above 1 is an error, as in the API
     if args.guidance_scale is not None:
         changes["guidance_scale"] = args.guidance_scale
     return changes
@@ -167,11 +173,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if empty:
         raise ValueError(f"prompt {empty[0] + 1} is empty: describe one or two shapes, "
                          "e.g. 'a small red circle above a blue square'")
+    from .environment import resolve_device
+    from .paths import check_output_dir, check_output_file
+    from .sampling import check_sampling
     settings = generation_settings(_sampling_changes(args))
+    check_sampling(**settings)
+    # everything that can be refused is refused before the model loads and the images are drawn
+    if args.out_dir:
+        check_output_dir(args.out_dir)
+    if args.out or not args.out_dir:
+        check_output_file(args.out or "generated.png")
+    device = resolve_device(args.device)
     start = time.perf_counter()
-    pipe = TextToImage.from_pretrained(args.checkpoint, device=args.device)
+    pipe = TextToImage.from_pretrained(args.checkpoint, device=device)
     loaded = time.perf_counter()
-    images = pipe.generate(args.prompts, n=args.n, size=args.size, seed=args.seed, rerank=args.rerank, **settings)
+    images = pipe.generate(args.prompts, n=args.n, size=args.size, seed=args.seed, rerank=args.rerank,
+                           on_overflow=args.on_overflow, **settings)
     generated = time.perf_counter()
     per_prompt = [images[p * args.n:(p + 1) * args.n] for p in range(len(args.prompts))]
     written = []
@@ -359,7 +376,11 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dalle_lessons",
-                                     description="Build DALL·E from Scratch: train, evaluate and check.")
+                                     description="Build DALL·E from Scratch: train, evaluate and check.",
+                                     epilog="The course's data/ folder (tokenizer, checkpoints, MANIFEST.json) is "
+                                            "found beside the package; set DALLE_LESSONS_DATA=/path/to/data to "
+                                            "use another one. DALLE_LESSONS_TRACEBACK=1 shows the Python "
+                                            "traceback behind an error.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="check that this environment can run the course")
@@ -377,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=None, help="dvae, dalle: training steps (default: the recipe's)")
     train.add_argument("--out", default=None, help="dvae, dalle: output folder (default: the course's data/)")
     train.add_argument("--resume", action="store_true", help="dvae, dalle: continue an interrupted run in --out")
+    train.add_argument("--overwrite-shipped", action="store_true",
+                       help="dvae, dalle: allow replacing a shipped file of data/ (listed in data/MANIFEST.json) "
+                            "and record its new checksum; without it such a run stops at once")
     train.add_argument("--quantizer", choices=["gumbel", "vq"], default=None,
                        help="dvae: 'gumbel' (DALL·E, default) or 'vq' (VQ-VAE); vq saves as dvae-PRESET-vq")
     train.add_argument("--likelihood", choices=["logit_laplace", "mse"], default=None,
@@ -384,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-images", type=int, default=None, help="dvae, clip: size of the training set")
     train.add_argument("--no-hard-negatives", action="store_true",
                        help="clip: train without near-miss captions (an ablation: the binding probe drops)")
+    train.add_argument("--no-negative-images", action="store_true",
+                       help="clip: hard-negative captions only, without rendering their scenes as extra images")
     train.add_argument("--false-negatives", choices=["soft", "ignore"], default=None,
                        help="clip: 'soft' (default) spreads targets over every true pair in a batch; "
                             "'ignore' is CLIP's one-hot recipe (an ablation)")
@@ -425,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--checkpoint", default=None,
                           help="a folder written by TextToImage.save_pretrained (default: the shipped model)")
     generate.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    generate.add_argument("--on-overflow", choices=["warn", "error"], default="warn",
+                          help="a prompt longer than the model's text tokens: keep its start with a warning "
+                               "(default) or stop with an error")
     generate.add_argument("--rerank", type=int, default=1,
                           help="sample this many candidates per image and keep the one CLIP scores highest "
                                "(default 1: no reranking; at most 128)")
@@ -433,13 +462,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """An exception as the CLI prints it: its message (OS errors with the file), at most 2,000 characters."""
+    if isinstance(error, OSError) and error.filename is not None and str(error.filename) not in str(error):
+        text = f"{error.strerror or error}: {error.filename}"
+    elif isinstance(error, OSError) and error.strerror and error.filename is not None:
+        text = f"{error.strerror}: {error.filename}"
+    else:
+        text = str(error) or type(error).__name__
+    fixes = {PermissionError: "choose a path you may write to",
+             IsADirectoryError: "give a file name, not a folder", NotADirectoryError: "a part of the path is a file",
+             MemoryError: "ask for fewer images (-n) or a smaller --size"}
+    fix = next((f for kind, f in fixes.items() if isinstance(error, kind)), None)
+    text = text if not fix or "choose" in text or fix in text else f"{text} ({fix})"
+    return text if len(text) <= 2000 else text[:2000] + "..."
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+    import warnings
     args = build_parser().parse_args(argv)
+    shown = warnings.showwarning
+    warnings.showwarning = _warning_line  # one line per warning, not the source line that raised it
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as error:
+        if os.environ.get("DALLE_LESSONS_TRACEBACK"):
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # a bug of ours: still one line, with where to report it
+        if os.environ.get("DALLE_LESSONS_TRACEBACK"):
+            raise
+        print(f"error: unexpected {type(error).__name__}: {_one_line(error)} (a bug: rerun with "
+              "DALLE_LESSONS_TRACEBACK=1 and report the traceback)", file=sys.stderr)
+        return 3
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from . import checkpoints
 from .config import DVAEConfig, get_preset
 from .dvae import DiscreteVAE, DVAEOutput, code_usage, dvae_loss, kl_weight_at, psnr, temperature_at
-from .environment import pick_device
+from .environment import resolve_device
+from .manifest import update_entries
 from .paths import data_dir
 from .shapes import ShapesDataset
 from .training_loop import (RunProgress, remove_state, restore_run_state, run_record, run_steps, run_summary,
@@ -130,14 +131,37 @@ def cli_command(preset: str, seed: int, model_config: DVAEConfig, train_config: 
     return command
 
 
+def check_run(preset: str, seed: int, steps: int, files: list[Path], overwrite_shipped: bool) -> None:
+    """Refuse at once, before any data or model is made, what a run could only get wrong later: the
+    meta-only `paper` preset, fewer than one step, a seed torch cannot take, and replacing a shipped
+    file of data/ (one listed in data/MANIFEST.json) without `overwrite_shipped`."""
+    from .manifest import shipped_entry
+    from .sampling import MAX_SEED
+    if get_preset(preset).name == "paper":
+        raise ValueError("preset 'paper' (the published 12B model) exists on the meta device only, to count its "
+                         "parameters; it cannot be trained here: choose 'tiny', 'cpu' or 'colab'")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"--steps {steps}: a run needs at least 1 training step")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED - 2:
+        raise ValueError(f"--seed {str(seed)[:30]}: a training seed is an int from 0 to 2**63 - 3")
+    shipped = [p for p in files if p.exists() and shipped_entry(p) is not None]
+    if shipped and not overwrite_shipped:
+        raise ValueError(f"{shipped[0]} is a shipped file (listed in data/MANIFEST.json) and training would replace "
+                         "it: train into another folder with --out DIR (e.g. --out runs), or pass "
+                         "--overwrite-shipped (overwrite_shipped=True) to replace it on purpose")
+
+
 def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None,
                train_config: DVAETrainConfig | None = None, model_config: DVAEConfig | None = None,
                resume: bool = False, stop_at: int | None = None, progress: bool = True,
                name: str | None = None, command: str | None = None,
-               log: Callable[[str], None] | None = None, device: str | None = None) -> dict:
+               log: Callable[[str], None] | None = None, device: str | None = None,
+               overwrite_shipped: bool = False) -> dict:
     """Train a dVAE on Shapes and save it as `<out>/<name>.safetensors` (+ .json); returns a summary.
 
-    `out` defaults to the course's data/ folder. The training state is saved every
+    `out` defaults to the course's data/ folder, but a file listed in data/MANIFEST.json (the shipped
+    dvae-cpu) is replaced only with `overwrite_shipped=True`, which also records its new size and
+    SHA-256 in the manifest. The training state is saved every
     `checkpoint_every` steps (and on Ctrl-C) to `<name>.state.safetensors`; `resume=True` continues
     from it. `stop_at` ends the run early at that step, keeping the state (as an interruption would).
     `device` defaults to a GPU when there is one; results are reproducible per device.
@@ -148,9 +172,11 @@ def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     out = Path(out) if out is not None else data_dir()
     name = name or default_name(preset_name, model_config)
     final_path, state_path = out / f"{name}.safetensors", out / f"{name}.state.safetensors"
+    check_run(preset_name, seed, train_config.steps, [final_path, checkpoints.json_path(final_path)],
+              overwrite_shipped)
     write = log or tqdm.write
 
-    device = device or pick_device()
+    device = resolve_device(device)
     torch.manual_seed(seed)  # the initial weights
     model = DiscreteVAE(model_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
@@ -204,5 +230,7 @@ def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     extra = {"command": command or cli_command(preset_name, seed, model_config, train_config),
              "preset": preset_name, **run_record(run, seed, device, train_config)}
     checkpoints.save(model.cpu(), model_config, final_path, extra=extra)
+    if overwrite_shipped:
+        update_entries([final_path, checkpoints.json_path(final_path)])
     remove_state(state_path)
     return summary

@@ -26,10 +26,11 @@ from tqdm.auto import tqdm
 
 from . import checkpoints
 from .config import TransformerConfig, get_preset
-from .environment import pick_device
+from .environment import resolve_device
+from .manifest import update_entries
 from .paths import cache_dir, data_dir
 from .shapes import ShapesDataset, caption_scene
-from .train import lr_at
+from .train import check_run, lr_at
 from .training_loop import (RunProgress, remove_state, restore_run_state, run_record, run_steps, run_summary,
                             save_run_state)
 from .transformer import DalleTransformer
@@ -169,10 +170,13 @@ def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = Non
                 train_config: DalleTrainConfig | None = None, model_config: TransformerConfig | None = None,
                 resume: bool = False, stop_at: int | None = None, progress: bool = True,
                 name: str | None = None, log: Callable[[str], None] | None = None,
-                device: str | None = None, dvae_path: str | Path | None = None) -> dict:
+                device: str | None = None, dvae_path: str | Path | None = None,
+                overwrite_shipped: bool = False) -> dict:
     """Train the transformer on Shapes tokens; save `<out>/<name>.safetensors` (+ .json). Returns a summary.
 
-    `out` defaults to data/ and `name` to dalle-PRESET. The state is saved every `checkpoint_every`
+    `out` defaults to data/ and `name` to dalle-PRESET; a file listed in data/MANIFEST.json (the shipped
+    dalle-cpu) is replaced only with `overwrite_shipped=True`, which also updates its manifest entry.
+    The state is saved every `checkpoint_every`
     steps and on Ctrl-C to `<name>.state.safetensors`; `resume=True` continues from it; `stop_at`
     ends early at that step and keeps the state.
     """
@@ -180,11 +184,13 @@ def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = Non
     model_config = model_config or get_preset(preset).transformer
     train_config = train_config or DalleTrainConfig()
     out = Path(out) if out is not None else data_dir()
-    out.mkdir(parents=True, exist_ok=True)
     name = name or f"dalle-{preset_name}"
     final_path, state_path = out / f"{name}.safetensors", out / f"{name}.state.safetensors"
+    check_run(preset_name, seed, train_config.steps, [final_path, checkpoints.json_path(final_path)],
+              overwrite_shipped)
+    out.mkdir(parents=True, exist_ok=True)
     write = log or tqdm.write
-    device = device or pick_device()
+    device = resolve_device(device)
 
     train = token_data("train", train_config.train_items, preset_name, train_config.captions_per_item,
                        dvae_path=dvae_path)
@@ -242,5 +248,7 @@ def train_dalle(preset: str = "cpu", seed: int = 0, out: str | Path | None = Non
     # int8 storage (per-row scales): 8 MB instead of 32 MB for `cpu`, with the same generation fidelity as
     # float16 (measured); loading copies the weights back into float32
     checkpoints.save(model.cpu(), model_config, final_path, extra=extra, dtype=torch.int8)
+    if overwrite_shipped:
+        update_entries([final_path, checkpoints.json_path(final_path)])
     remove_state(state_path)
     return summary
