@@ -1,0 +1,288 @@
+"""Issue 17: every bad input a clear one-line error, no silent wrong result, nothing shipped overwritten.
+
+A table of damaged and mismatched model files (each must name the file and the fix), the training guards
+that protect data/, prompts, pixels, seeds and per-image random streams, and CLI errors found before work.
+"""
+import json
+import pickle
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from dalle_lessons import checkpoints
+from dalle_lessons.__main__ import main
+from dalle_lessons.config import get_preset
+from dalle_lessons.manifest import MANIFEST, write_manifest
+from dalle_lessons.paths import data_dir
+from dalle_lessons.pipeline import MAX_IMAGES_PER_CALL, TextToImage
+from dalle_lessons.sampling import (MAX_SEED, SAMPLING_RANGES, check_sampling,
+                                    generate_image_tokens, row_generators, top_p_filter)
+from dalle_lessons.train import DVAETrainConfig, train_dvae
+from dalle_lessons.train_dalle import DalleTrainConfig, train_dalle
+from dalle_lessons.transformer import DalleTransformer
+from test_pipeline import PROMPTS, TINY, random_dvae, random_transformer, shipped_tokenizer
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return TextToImage(shipped_tokenizer(TINY.transformer.text_seq_len), random_dvae(), random_transformer())
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error)
+    assert "\n" not in text and len(text) < 600, text
+    return text
+
+
+# --- damaged and mismatched model files -----------------------------------------------------------------
+
+def _damage(kind: str, path, folder):
+    """Turn the good tiny checkpoint at `path` into the damaged `kind`; returns the path to load."""
+    data = path.read_bytes()
+    meta_file = checkpoints.json_path(path)
+    if kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "zero-byte":
+        path.write_bytes(b"")
+    elif kind == "lfs-pointer":
+        path.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n")
+    elif kind == "pickle":
+        path.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}))
+    elif kind == "torch.save":
+        torch.save({"weight": torch.zeros(2)}, path)
+    elif kind == "trailing-garbage":
+        path.write_bytes(data + b"\0" * 100)
+    elif kind == "garbage-header":
+        path.write_bytes((16).to_bytes(8, "little") + b"{not json at all" + data[24:])
+    elif kind == "json-not-json":
+        meta_file.write_text("{ this is not json")
+    elif kind == "json-lfs-pointer":
+        meta_file.write_text("version https://git-lfs.github.com/spec/v1\n")
+    elif kind == "config-wrong-type":
+        meta = json.loads(meta_file.read_text())
+        meta["config"]["n_layers"] = "four"
+        meta_file.write_text(json.dumps(meta))
+    elif kind == "config-other-shape":
+        meta = json.loads(meta_file.read_text())
+        meta["config"]["d_model"] = 2 * meta["config"]["d_model"]
+        meta_file.write_text(json.dumps(meta))
+    elif kind == "training-state":
+        state = folder / "run.state.safetensors"
+        checkpoints.save_state(state, {"step": 3, "w": torch.zeros(2)})
+        return state
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+DAMAGE = ["truncated", "zero-byte", "lfs-pointer", "pickle", "torch.save", "trailing-garbage", "garbage-header",
+          "json-not-json", "json-lfs-pointer", "config-wrong-type", "config-other-shape", "training-state"]
+EXPECTED = {"truncated": "truncated", "zero-byte": "empty", "lfs-pointer": "git lfs pull", "pickle": "pickle",
+            "torch.save": "pickle", "trailing-garbage": "trailing garbage", "garbage-header": "not a safetensors",
+            "json-not-json": "not valid JSON", "json-lfs-pointer": "git lfs pull",
+            "config-wrong-type": "does not describe a model", "config-other-shape": "does not fit",
+            "training-state": "training state"}
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_every_damaged_checkpoint_is_a_one_line_error_naming_the_file(kind, tmp_path):
+    model = random_transformer()
+    path = checkpoints.save(model, model.config, tmp_path / "m.safetensors")
+    target = _damage(kind, path, tmp_path)
+    with pytest.raises(checkpoints.CheckpointError) as caught:
+        checkpoints.load(target)
+    message = one_line(caught.value)
+    assert str(tmp_path) in message and EXPECTED[kind] in message
+
+
+def test_a_checkpoint_of_another_kind_is_named_in_the_pipeline(pipe, tmp_path):
+    folder = pipe.save_pretrained(tmp_path / "p")
+    shutil.copy(folder / "dvae.safetensors", folder / "transformer.safetensors")
+    shutil.copy(folder / "dvae.json", folder / "transformer.json")
+    with pytest.raises(ValueError, match="holds a DiscreteVAE, not a DalleTransformer"):
+        TextToImage.from_pretrained(folder, device="cpu")
+    model = random_transformer()
+    with pytest.raises(ValueError, match="does not fit DalleTransformer|different config"):
+        checkpoints.load(folder / "dvae.safetensors", model)
+
+
+def test_damaged_resume_state_is_a_one_line_error(tmp_path):
+    state = checkpoints.save_state(tmp_path / "run.state.safetensors", {"step": 3, "w": torch.zeros(100)})
+    state.write_bytes(state.read_bytes()[:40])
+    with pytest.raises(checkpoints.CheckpointError, match="truncated.*without --resume"):
+        checkpoints.load_state(state)
+
+
+@pytest.fixture
+def scratch_data(tmp_path, monkeypatch):
+    """A copy of data/'s tokenizer and dVAE with their own manifest, as DALLE_LESSONS_DATA."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("tokenizer.json", "dvae-cpu.safetensors", "dvae-cpu.json"):
+        shutil.copy(data_dir() / name, folder / name)
+    write_manifest(folder)
+    monkeypatch.setenv("DALLE_LESSONS_DATA", str(folder))
+    return folder
+
+
+def test_same_size_corruption_of_a_shipped_file_is_caught_by_its_sha256(scratch_data):
+    path = scratch_data / "dvae-cpu.safetensors"
+    assert checkpoints.load(path) is not None
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte deep inside a weight: it would load silently
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="differs from the one in the manifest.*git checkout") as caught:
+        checkpoints.load(path)
+    one_line(caught.value)
+    (scratch_data / "tokenizer.json").write_text((scratch_data / "tokenizer.json").read_text().replace("a", "b", 1))
+    from dalle_lessons.tokenizer import CaptionTokenizer
+    with pytest.raises(ValueError, match="tokenizer.json differs"):
+        CaptionTokenizer.load(scratch_data / "tokenizer.json")
+
+
+def test_a_garbage_tokenizer_file_is_a_one_line_error(tmp_path):
+    from dalle_lessons.tokenizer import CaptionTokenizer
+    (tmp_path / "t.json").write_text('{"model": 3}')
+    with pytest.raises(ValueError, match="is not a tokenizer file") as caught:
+        CaptionTokenizer.load(tmp_path / "t.json")
+    one_line(caught.value)
+
+
+# --- training never replaces shipped files, and refuses at once ----------------------------------------
+
+def test_training_refuses_to_replace_shipped_files_and_nonsense_runs_before_any_work(tmp_path):
+    before = (data_dir() / "dvae-cpu.safetensors").stat().st_mtime_ns
+    with pytest.raises(ValueError, match="shipped file.*--overwrite-shipped"):
+        train_dvae("cpu", progress=False)
+    with pytest.raises(ValueError, match="shipped file.*--out DIR"):
+        train_dalle("cpu", train_config=DalleTrainConfig(steps=5), progress=False)
+    for steps in (0, -3):
+        with pytest.raises(ValueError, match="at least 1 training step"):
+            train_dvae("tiny", out=tmp_path, train_config=DVAETrainConfig(steps=steps), progress=False)
+    with pytest.raises(ValueError, match="'paper'.*meta device only"):
+        train_dvae("paper", out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="2\\*\\*63 - 3"):
+        train_dalle("tiny", seed=2**63, out=tmp_path, progress=False)
+    assert (data_dir() / "dvae-cpu.safetensors").stat().st_mtime_ns == before
+    assert main(["train", "dvae", "--preset", "cpu", "--steps", "0"]) == 2
+    assert main(["train", "dalle", "--preset", "cpu", "--steps", "3"]) == 2
+    assert (data_dir() / "dvae-cpu.safetensors").stat().st_mtime_ns == before
+
+
+# --- prompts, pixels, seeds, caps ----------------------------------------------------------------------
+
+def test_over_long_prompts_warn_and_truncate_or_refuse_quoting_at_most_80_characters(pipe):
+    long = "a small red circle above a blue square " * 3000  # ~117 kB
+    with pytest.warns(UserWarning, match="too long.*keeping the first 16 tokens") as caught:
+        ids = pipe.encode_prompts(long)
+    assert ids.shape == (1, 16) and len(str(caught[0].message)) < 400
+    with pytest.raises(ValueError, match=r"characters\) is too long") as error:
+        pipe.generate_tokens(long, on_overflow="error")
+    assert len(one_line(error.value)) < 400
+    with pytest.raises(ValueError, match="on_overflow"):
+        pipe.encode_prompts("a red circle", on_overflow="truncate")
+    with pytest.raises(ValueError, match="empty prompt") as error:
+        pipe.encode_prompts(" " * 100_000)
+    assert len(str(error.value)) < 400
+
+
+@pytest.mark.parametrize("prompt, name", [(None, "NoneType"), (5, "int"), (b"a red circle", "bytes"),
+                                          ({"a": 1}, "dict"), (["a red circle", 7], "int")])
+def test_prompts_of_the_wrong_type_name_the_type(pipe, prompt, name):
+    with pytest.raises(TypeError, match=f"must be a str.*got {name}"):
+        pipe.generate(prompt)
+
+
+def test_nan_pixels_seeds_and_the_per_call_cap_are_clear_errors(pipe):
+    image = torch.full((3, 16, 16), 0.5)
+    image[0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        pipe.encode_image(image)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        pipe.complete(PROMPTS[0], image, rows=1)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        pipe.to_pil(image[None])
+    for seed in (2**63, 2**200):
+        with pytest.raises(ValueError, match=r"at most 2\*\*63 - 1"):
+            pipe.generate(PROMPTS[0], seed=seed)
+    assert pipe.generate_tokens(PROMPTS[0], seed=MAX_SEED).shape == (1, 16)
+    with pytest.raises(ValueError, match=f"too many: the most is {MAX_IMAGES_PER_CALL}"):
+        pipe.generate_tokens(PROMPTS * 5, n=64)
+
+
+def test_image_k_of_a_seed_does_not_depend_on_n_or_on_the_other_prompts(pipe):
+    settings = dict(temperature=1.0, top_p=None, guidance_scale=1.5)
+    eight = pipe.generate_tokens(PROMPTS[1], n=8, seed=7, **settings)
+    three = pipe.generate_tokens(PROMPTS[1], n=3, seed=7, **settings)
+    assert torch.equal(eight[:3], three)
+    assert len({tuple(row.tolist()) for row in eight}) > 1  # the streams differ from image to image
+    both = pipe.generate_tokens(PROMPTS, n=3, seed=7, **settings)
+    assert torch.equal(both[3:], three)
+    # one image draws exactly what one generator seeded with the seed draws (the pre-issue-17 stream)
+    text = pipe.encode_prompts(PROMPTS[1])
+    single = generate_image_tokens(pipe.transformer, text, generator=torch.Generator().manual_seed(7), **settings)
+    assert torch.equal(single[0], eight[0])
+    # progressive and complete use the same streams
+    frames = list(pipe.progressive(PROMPTS[1], n=3, seed=7, every=16, **settings))
+    assert torch.equal(frames[-1], pipe.decode(three))
+    rows = generate_image_tokens(pipe.transformer, text.repeat(3, 1), generators=row_generators(7, 3), **settings)
+    assert torch.equal(rows, three)
+    with pytest.raises(ValueError, match="either generator.*or generators"):
+        generate_image_tokens(pipe.transformer, text, generator=torch.Generator(), generators=row_generators(0, 1))
+    with pytest.raises(ValueError, match="list of 2 torch.Generator"):
+        generate_image_tokens(pipe.transformer, text.repeat(2, 1), generators=row_generators(0, 3))
+
+
+def test_sampling_ranges_hold_in_float32():
+    logits = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(top_p_filter(logits, 1e-300)).sum(-1).tolist() == [1, 1, 1, 1]
+    for bad in (dict(temperature=1e-45), dict(temperature=float("nan")), dict(temperature=1e300),
+                dict(top_p=1.5), dict(top_p=float("nan")), dict(guidance_scale=-1.0), dict(guidance_scale=1e30),
+                dict(top_k=0)):
+        with pytest.raises(ValueError) as caught:
+            check_sampling(**bad)
+        name = next(iter(bad))
+        assert SAMPLING_RANGES[name] in one_line(caught.value)
+    with pytest.raises(TypeError, match="temperature must be"):
+        check_sampling(temperature="hot")
+
+
+# --- the CLI: one line, before any work ----------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["--temperature", "1e-45"], "temperature must be 0 (greedy)"),
+    (["--guidance-scale", "1e30"], "guidance_scale must be a number from 0 to 10"),
+    (["--out", "{tmp}"], "is a folder: give a file name"),
+    (["--out", "{tmp}/grid.unknown"], "cannot tell the file type"),
+    (["--out", "{tmp}/file.png/grid.png"], "is a file, not a folder"),
+    (["--out", "/proc/grid.png"], "cannot write /proc/grid.png"),
+    (["--out-dir", "{tmp}/file.png"], "is a file, not a folder"),
+    (["--device", "foo"], "unknown device 'foo'"),
+    (["--device", "cuda:99"], "cuda:99"),
+    (["--checkpoint", "{tmp}/nowhere"], "no pipeline at"),
+])
+def test_cli_refuses_bad_options_in_one_line_before_loading_anything(argv, message, tmp_path, capsys):
+    (tmp_path / "file.png").write_bytes(b"not a folder")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["generate", "a small red circle", "-n", "1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_cli_reads_a_damaged_checkpoint_in_one_line(tmp_path, capsys):
+    path = tmp_path / "dvae.safetensors"
+    shutil.copy(data_dir() / "dvae-cpu.json", tmp_path / "dvae.json")
+    path.write_bytes((data_dir() / "dvae-cpu.safetensors").read_bytes()[:1000])
+    assert main(["evaluate", "dvae", "--checkpoint", str(path), "--n", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "truncated" in err and str(path) in err
+
+
+def test_data_folder_override_is_documented():
+    from dalle_lessons.__main__ import build_parser
+    assert "DALLE_LESSONS_DATA" in build_parser().format_help()
+    readme = (data_dir().parent / "README.md").read_text()
+    assert "DALLE_LESSONS_DATA" in readme and "--overwrite-shipped" in readme
