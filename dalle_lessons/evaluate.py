@@ -143,6 +143,9 @@ def evaluate_dvae(checkpoint: str | None = None, n: int = 2000, preset: str = "c
                                 f"`python -m dalle_lessons train dvae --preset {preset}` or pass --checkpoint")
     model = checkpoints.load(path)
     meta = checkpoints.read_metadata(path)
+    from .dvae import DiscreteVAE
+    if not isinstance(model, DiscreteVAE):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a dVAE: pass a dvae-*.safetensors checkpoint")
     if model.config.image_size != ShapesDataset("test", 1, preset=preset, render_images=False).image_size:
         raise ValueError(f"{path} is a {model.config.image_size}px dVAE but preset {preset!r} renders "
                          f"other sizes: pass the matching --preset")

@@ -9,6 +9,11 @@ the model reads the caption once (`prefill`) and then only the one new token per
 the same random numbers in the same order, so for the same seed they give the same tokens.
 Classifier-free guidance runs the caption and the empty caption as one batch of 2B rows that share
 one cache; image completion starts from given top rows (`prefix`).
+
+Randomness comes from one `generator` for the whole batch, or from `generators`, one per row
+(`row_generators(seed, n)`): then row k draws the same tokens whatever else is in the batch, which is
+how the pipeline makes image k of a seed independent of n. The accepted range of every setting is
+stated once, in `SAMPLING_RANGES`, and checked by `check_sampling` (the API and the CLI alike).
 """
 from __future__ import annotations
 

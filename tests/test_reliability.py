@@ -286,3 +286,11 @@ def test_data_folder_override_is_documented():
     assert "DALLE_LESSONS_DATA" in build_parser().format_help()
     readme = (data_dir().parent / "README.md").read_text()
     assert "DALLE_LESSONS_DATA" in readme and "--overwrite-shipped" in readme
+
+
+def test_evaluate_dvae_names_a_checkpoint_of_another_kind(tmp_path, capsys):
+    model = random_transformer()
+    path = checkpoints.save(model, model.config, tmp_path / "dalle.safetensors")
+    assert main(["evaluate", "dvae", "--checkpoint", str(path), "--n", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a DalleTransformer, not a dVAE" in err
