@@ -110,7 +110,8 @@ def _train_clip(args: argparse.Namespace) -> int:
         changes["negative_images"] = False
     train_config = ClipTrainConfig(**{k: v for k, v in changes.items() if v is not None})
     try:
-        summary = train_clip(args.preset, seed=args.seed, out=args.out, train_config=train_config, resume=args.resume)
+        summary = train_clip(args.preset, seed=args.seed, out=args.out, train_config=train_config, resume=args.resume,
+                             overwrite_shipped=args.overwrite_shipped)
     except KeyboardInterrupt:
         print("interrupted: run the same command with --resume to continue", file=sys.stderr)
         return 130
@@ -395,11 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("what", choices=["tokenizer", "dvae", "dalle", "clip"])
     train.add_argument("--preset", default="cpu")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--steps", type=int, default=None, help="dvae, dalle: training steps (default: the recipe's)")
-    train.add_argument("--out", default=None, help="dvae, dalle: output folder (default: the course's data/)")
-    train.add_argument("--resume", action="store_true", help="dvae, dalle: continue an interrupted run in --out")
+    train.add_argument("--steps", type=int, default=None, help="dvae, dalle, clip: training steps (default: the recipe's)")
+    train.add_argument("--out", default=None, help="dvae, dalle, clip: output folder (default: the course's data/)")
+    train.add_argument("--resume", action="store_true", help="dvae, dalle, clip: continue an interrupted run in --out")
     train.add_argument("--overwrite-shipped", action="store_true",
-                       help="dvae, dalle: allow replacing a shipped file of data/ (listed in data/MANIFEST.json) "
+                       help="dvae, dalle, clip: allow replacing a shipped file of data/ (listed in data/MANIFEST.json) "
                             "and record its new checksum; without it such a run stops at once")
     train.add_argument("--quantizer", choices=["gumbel", "vq"], default=None,
                        help="dvae: 'gumbel' (DALL·E, default) or 'vq' (VQ-VAE); vq saves as dvae-PRESET-vq")

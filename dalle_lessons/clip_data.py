@@ -116,6 +116,16 @@ def hard_negative(scene: Scene, key: str) -> tuple[str, Claim] | None:
     of change; the negative is captioned with the same seed, so it tends to share the phrasing. A
     change that would create a held-out color-shape pair is skipped: CLIP never reads those pairs.
     """
+    found = hard_negative_scene(scene, key)
+    return None if found is None else found[:2]
+
+
+def hard_negative_scene(scene: Scene, key: str) -> tuple[str, Claim, Scene] | None:
+    """`hard_negative`, and the scene one change away that the negative caption is true of.
+
+    Rendered, that scene is a hard negative *image* for the true caption: the two captions and the two
+    pictures make a 2 x 2 contrast in which only the binding (or one attribute) tells the pairs apart.
+    """
     _, claim = caption_scene(scene, random.Random(key))
     rng = random.Random(f"{key}/negative")
     for changed in _changed_scenes(scene, claim, rng):
@@ -123,7 +133,7 @@ def hard_negative(scene: Scene, key: str) -> tuple[str, Claim] | None:
             continue
         text, negative = caption_scene(changed, random.Random(key))
         if not claim_holds(negative, scene):
-            return text, negative
+            return text, negative, changed
     return None
 
 

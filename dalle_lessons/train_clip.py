@@ -19,19 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import checkpoints
 from .clip import ClipModel, contrastive_loss
-from .clip_data import encode_claims, encode_scenes, hard_negative, match_tensor
+from .clip_data import encode_claims, encode_scenes, hard_negative_scene, match_tensor
 from .clip_eval import binding_probe, probe_summary, retrieval, tokenizer_fingerprint
 from .config import ClipConfig, get_preset
 from .environment import pick_device
 from .paths import data_dir
-from .shapes import ShapesDataset, caption_scene
+from .shapes import ShapesDataset, caption_scene, render
 from .tokenizer import CaptionTokenizer
-from .train import lr_at
+from .manifest import update_entries
+from .train import check_run, lr_at
 from .training_loop import (RunProgress, remove_state, restore_run_state, run_record, run_steps, run_summary,
                             save_run_state)
 
@@ -56,6 +58,9 @@ class ClipTrainConfig:
     probe_items: int = 200  # validation scenes for the binding probe
     false_negatives: str = "soft"  # "soft": targets spread over every true pair; "ignore": CLIP's one-hot targets
     hard_negatives: bool = True  # one near-miss caption per scene, as an extra competitor for its image
+    # the near-miss caption's own scene, rendered, as an extra competitor for the true caption: each pair
+    # of (caption, near miss) x (image, near-miss image) is a 2 x 2 contrast of the binding alone
+    negative_images: bool = True
     eval_every: int = 250
     checkpoint_every: int = 250
 
@@ -74,18 +79,40 @@ def clip_tokenizer(preset: str, path: str | Path | None = None) -> CaptionTokeni
     return tokenizer.with_text_seq_len(get_preset(preset).clip.text_seq_len)
 
 
-def batch_captions(data: ShapesDataset, index: list[int], key: str, hard_negatives: bool) -> tuple[list[str], list]:
+@dataclass
+class ClipBatch:
+    """One step's captions (true ones first, then hard negatives) and the extra scenes to render."""
+
+    texts: list[str]
+    claims: list
+    negative_scenes: list  # the scene each hard negative caption is true of, in the same order
+
+
+def make_batch(data: ShapesDataset, index: list[int], key: str, hard_negatives: bool) -> ClipBatch:
     """A fresh caption for each scene (seeded by `key` and the slot), then one hard negative each."""
-    texts, claims = [], []
+    texts, claims, scenes = [], [], []
     for slot, i in enumerate(index):
         text, claim = caption_scene(data.scenes[i], random.Random(f"{key}/{slot}"))
         texts.append(text), claims.append(claim)
     if hard_negatives:
         for slot, i in enumerate(index):
-            negative = hard_negative(data.scenes[i], f"{key}/{slot}")
+            negative = hard_negative_scene(data.scenes[i], f"{key}/{slot}")
             if negative is not None:
-                texts.append(negative[0]), claims.append(negative[1])
-    return texts, claims
+                texts.append(negative[0]), claims.append(negative[1]), scenes.append(negative[2])
+    return ClipBatch(texts, claims, scenes)
+
+
+def batch_captions(data: ShapesDataset, index: list[int], key: str, hard_negatives: bool) -> tuple[list[str], list]:
+    """The captions of `make_batch` and what each one states."""
+    batch = make_batch(data, index, key, hard_negatives)
+    return batch.texts, batch.claims
+
+
+def render_uint8(scenes: list, image_size: int) -> torch.Tensor:
+    """Scenes as uint8 images [n, 3, H, W], as the dataset cache stores them."""
+    if not scenes:
+        return torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8)
+    return torch.from_numpy(np.stack([np.asarray(render(s, image_size)).transpose(2, 0, 1) for s in scenes]))
 
 
 def make_optimizer(model: ClipModel, config: ClipTrainConfig) -> torch.optim.AdamW:
@@ -103,10 +130,12 @@ def cli_command(preset: str, seed: int, train_config: ClipTrainConfig) -> str:
         command += f" --steps {train_config.steps}"
     if not train_config.hard_negatives:
         command += " --no-hard-negatives"
+    elif not train_config.negative_images:
+        command += " --no-negative-images"
     if train_config.false_negatives != default.false_negatives:
         command += f" --false-negatives {train_config.false_negatives}"
     rest = dataclasses.replace(train_config, steps=default.steps, hard_negatives=default.hard_negatives,
-                               false_negatives=default.false_negatives)
+                               false_negatives=default.false_negatives, negative_images=default.negative_images)
     if rest != default:
         return (f"dalle_lessons.train_clip.train_clip(preset={preset!r}, seed={seed}, ...) with the "
                 "train_config recorded in this file")
@@ -130,11 +159,13 @@ def train_clip(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
                train_config: ClipTrainConfig | None = None, model_config: ClipConfig | None = None,
                resume: bool = False, stop_at: int | None = None, progress: bool = True,
                name: str | None = None, log: Callable[[str], None] | None = None,
-               device: str | None = None) -> dict:
+               device: str | None = None, overwrite_shipped: bool = False) -> dict:
     """Train CLIP on Shapes; save `<out>/<name>.safetensors` (+ .json). Returns a summary.
 
-    `out` defaults to data/ and `name` to clip-PRESET. The state is saved every `checkpoint_every`
-    steps and on Ctrl-C; `resume=True` continues from it exactly; `stop_at` ends early at that step.
+    `out` defaults to data/ and `name` to clip-PRESET; a file listed in data/MANIFEST.json (the shipped
+    clip-cpu) is replaced only with `overwrite_shipped=True`, which also updates its manifest entry.
+    The state is saved every `checkpoint_every` steps and on Ctrl-C; `resume=True` continues from it
+    exactly; `stop_at` ends early at that step.
     """
     preset_name = get_preset(preset).name
     model_config = model_config or get_preset(preset).clip
@@ -143,6 +174,8 @@ def train_clip(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     out.mkdir(parents=True, exist_ok=True)
     name = name or f"clip-{preset_name}"
     final_path, state_path = out / f"{name}.safetensors", out / f"{name}.state.safetensors"
+    check_run(preset_name, seed, train_config.steps, [final_path, checkpoints.json_path(final_path)],
+              overwrite_shipped)
     write = log or tqdm.write
     device = device or pick_device()
 
@@ -175,13 +208,17 @@ def train_clip(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
         for group in optimizer.param_groups:
             group["lr"] = lr_at(run.step, train_config)
         index = torch.randint(len(train), (train_config.batch_size,), generator=batch_rng)
-        texts, claims = batch_captions(train, index.tolist(), f"clip/{seed}/{run.step}", train_config.hard_negatives)
-        text_ids = tokenizer.encode_batch(texts, on_overflow="warn").to(device)
-        batch_images = (images[index].float() / 255).to(device)
+        batch = make_batch(train, index.tolist(), f"clip/{seed}/{run.step}", train_config.hard_negatives)
+        text_ids = tokenizer.encode_batch(batch.texts, on_overflow="warn").to(device)
+        extra = batch.negative_scenes if train_config.negative_images else []
+        batch_images = torch.cat([images[index], render_uint8(extra, model_config.image_size)]).float().div(255).to(device)
         if train_config.false_negatives == "soft":
-            matches = match_tensor(encode_claims(claims), {k: v[index] for k, v in scene_table.items()})
-        else:  # CLIP's own recipe: caption i belongs to image i, and to no other
-            matches = torch.eye(len(texts), len(index), dtype=torch.bool)
+            scenes = {k: v[index] for k, v in scene_table.items()}
+            if extra:
+                scenes = {k: torch.cat([v, encode_scenes(extra)[k]]) for k, v in scenes.items()}
+            matches = match_tensor(encode_claims(batch.claims), scenes)
+        else:  # CLIP's own recipe: caption i belongs to image i (negatives: to their own image), to no other
+            matches = torch.eye(len(batch.texts), len(batch_images), dtype=torch.bool)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=use_bf16):
             sims = model(batch_images, text_ids)
         loss = contrastive_loss(sims.float(), matches)
@@ -214,5 +251,7 @@ def train_clip(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     extra = {"command": cli_command(preset_name, seed, train_config), "preset": preset_name,
              "tokenizer": tokenizer_fingerprint(tokenizer), **run_record(run, seed, device, train_config)}
     checkpoints.save(model.cpu(), model_config, final_path, extra=extra, dtype=torch.float16)
+    if overwrite_shipped:
+        update_entries([final_path, checkpoints.json_path(final_path)])
     remove_state(state_path)
     return summary
