@@ -732,7 +732,7 @@ ok = check_caption_for(caption_for)
 #   training set contained. A held-out split that provably never reaches training, scored by a
 #   judge that provably reads pictures correctly, is how we will measure it in this course.
 #   Note also that DALL·E ranks its samples with CLIP, a contrastive model; the contrastive loss is
-#   CLIP's, not the transformer's (lesson 08 builds a small CLIP for reranking).
+#   CLIP's, not the transformer's ([lesson 08](08_reranking_with_clip.ipynb) builds a small CLIP for reranking).
 #
 # **Next: [02 · tokenization](02_tokenization.ipynb)**, which turns these captions into the integer ids a
 # transformer reads.

@@ -812,7 +812,7 @@ else:
 #
 # - DALL·E's transformer is trained by **maximum likelihood** over one stream `[text | image]`: plain
 #   next-token cross-entropy (text weighted 1/8, image 7/8). No contrastive loss and no adversarial loss:
-#   contrastive learning belongs to CLIP, used afterwards to rerank samples (lesson 08).
+#   contrastive learning belongs to CLIP, used afterwards to rerank samples ([lesson 08](08_reranking_with_clip.ipynb)).
 # - The sparse masks are a **compute trick, not a different objective**. Each image token is still
 #   predicted from earlier tokens only; the masks just limit which earlier image tokens a given layer
 #   reads, and stacked layers reach the rest.

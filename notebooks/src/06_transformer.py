@@ -441,7 +441,7 @@ for name, c in (("course", cfg), ("paper", paper)):
 # likelihood** of `p(text, image) = Πₜ p(tokenₜ | tokens before it)` (its text and image parts weighted 1/8
 # and 7/8). No negative pairs, no similarity scores. Contrastive learning belongs to **CLIP**, a separate model trained afterwards to score how well an
 # image matches a caption, which DALL·E uses to **rerank** its samples (the paper draws 512 per caption and
-# keeps the best; lesson 08).
+# keeps the best; [lesson 08](08_reranking_with_clip.ipynb)).
 #
 # ## 5. Caption dropout: learning p(image) as well as p(image | caption)
 #
@@ -990,7 +990,7 @@ ok = check_weighted_loss(my_dalle_loss)
 #
 # - The transformer is trained by **maximum likelihood**: plain next-token cross-entropy over text and image
 #   tokens. There is **no contrastive loss** in it. Contrastive learning is CLIP's, a separate model used
-#   afterwards to **rerank** the transformer's samples (512 per caption in the paper; lesson 08).
+#   afterwards to **rerank** the transformer's samples (512 per caption in the paper; [lesson 08](08_reranking_with_clip.ipynb)).
 # - DALL·E is **12 billion** parameters: 64 layers, 62 heads of 64, `d_model` 3968, 256 text tokens
 #   (vocabulary 16,384) then 1,024 image tokens (vocabulary 8,192). It never sees pixels; the dVAE does.
 # - Caption dropout and classifier-free guidance are **not** in the 2021 paper; the course adds them for

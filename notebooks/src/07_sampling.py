@@ -226,7 +226,7 @@ assert max(scores.values()) >= SAMPLES // 2  # a trained model follows this capt
 # and every setting is a trade between them.
 #
 # **What DALL·E did.** The paper sampled at **temperature 1**, without top-k or top-p, and then drew
-# **512** samples per caption and let **CLIP** pick the best (the "reranking" of lesson 08). Reranking
+# **512** samples per caption and let **CLIP** pick the best (the "reranking" of [lesson 08](08_reranking_with_clip.ipynb)). Reranking
 # buys faithfulness without sharpening every token: draw many varied pictures, keep the good ones.
 #
 # ## 2. The sampling loop, without and with a KV cache
@@ -706,7 +706,7 @@ ok = check_completion(my_complete)
 # **Getting DALL·E right.**
 #
 # - The paper sampled at **temperature 1**, with no top-k or top-p, and **reranked 512 samples per caption
-#   with CLIP** (lesson 08). Its quality came from drawing many samples and picking, not from sharpening
+#   with CLIP** ([lesson 08](08_reranking_with_clip.ipynb)). Its quality came from drawing many samples and picking, not from sharpening
 #   each token.
 # - **Classifier-free guidance is not part of DALL·E.** It came later (Ho & Salimans, 2021/2022, for
 #   diffusion models) and was carried over to autoregressive models afterwards; accounts that describe
