@@ -34,8 +34,8 @@ from .shapes import ShapesDataset, caption_scene, render
 from .tokenizer import CaptionTokenizer
 from .manifest import update_entries
 from .train import check_run, lr_at
-from .training_loop import (RunProgress, remove_state, restore_run_state, run_record, run_steps, run_summary,
-                            save_run_state)
+from .training_loop import (RunProgress, make_optimizer, remove_state, restore_run_state,
+                            run_record, run_steps, run_summary, save_run_state)
 
 
 @dataclass(frozen=True)
@@ -113,14 +113,6 @@ def render_uint8(scenes: list, image_size: int) -> torch.Tensor:
     if not scenes:
         return torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8)
     return torch.from_numpy(np.stack([np.asarray(render(s, image_size)).transpose(2, 0, 1) for s in scenes]))
-
-
-def make_optimizer(model: ClipModel, config: ClipTrainConfig) -> torch.optim.AdamW:
-    """AdamW, weight decay on weight matrices and convolution kernels only."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
-    keep = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                              {"params": keep, "weight_decay": 0.0}], lr=config.lr, betas=config.betas)
 
 
 def cli_command(preset: str, seed: int, train_config: ClipTrainConfig) -> str:

@@ -31,8 +31,8 @@ from .manifest import update_entries
 from .paths import cache_dir, data_dir
 from .shapes import ShapesDataset, caption_scene
 from .train import check_run, lr_at
-from .training_loop import (RunProgress, remove_state, restore_run_state, run_record, run_steps, run_summary,
-                            save_run_state)
+from .training_loop import (RunProgress, make_optimizer, remove_state, restore_run_state,
+                            run_record, run_steps, run_summary, save_run_state)
 from .transformer import DalleTransformer
 
 
@@ -146,14 +146,6 @@ def validate(model: DalleTransformer, data: TokenData, batch_size: int = 250, bf
     model.train(was_training)
     n = len(data)
     return {"val_text_loss": text_loss / n, "val_image_loss": image_loss / n, "val_image_accuracy": correct / n}
-
-
-def make_optimizer(model: DalleTransformer, config: DalleTrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on the weight matrices only (the usual GPT recipe)."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n and "pos" not in n]
-    keep = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n and "pos" not in n)]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                              {"params": keep, "weight_decay": 0.0}], lr=config.lr, betas=config.betas)
 
 
 def cli_command(preset: str, seed: int, train_config: DalleTrainConfig) -> str:

@@ -145,6 +145,17 @@ def run_steps(progress: RunProgress, total: int, one_step: Callable[[], Any],
     bar.close()
 
 
+def make_optimizer(model: torch.nn.Module, config) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices and convolution kernels only (not on embeddings, position
+    tables, biases or norms): the usual GPT recipe, shared by the transformer's and CLIP's trainers."""
+    def decays(name: str, p: torch.Tensor) -> bool:
+        return p.dim() >= 2 and "emb" not in name and "pos" not in name
+    decay = [p for n, p in model.named_parameters() if decays(n, p)]
+    keep = [p for n, p in model.named_parameters() if not decays(n, p)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": keep, "weight_decay": 0.0}], lr=config.lr, betas=config.betas)
+
+
 def run_summary(name: str, progress: RunProgress, total: int, final_path: Path, state_path: Path) -> dict:
     """What a trainer returns: where the result is (the final checkpoint, or the state if unfinished)."""
     finished = progress.step >= total
