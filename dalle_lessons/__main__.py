@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 
 def _add_json(parser: argparse.ArgumentParser) -> None:
@@ -46,12 +47,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import get_preset
     get_preset(args.preset)  # fail early, with the list of presets, on a typo
+    _refuse_flags_of_other_components(args)
     if args.what == "tokenizer":
-        from .tokenizer import train_default
-        start = time.perf_counter()
-        path = train_default(preset=args.preset, seed=args.seed)
-        print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
-        return 0
+        return _train_tokenizer(args)
     if args.what == "dvae":
         return _train_dvae(args)
     if args.what == "dalle":
@@ -59,6 +57,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.what == "clip":
         return _train_clip(args)
     raise SystemExit(f"unknown training target {args.what!r}")
+
+
+#: The `train` flags each component reads; any other flag given is refused rather than silently ignored.
+TRAIN_FLAGS = {
+    "steps": ("dvae", "dalle", "clip"), "resume": ("dvae", "dalle", "clip"),
+    "quantizer": ("dvae",), "likelihood": ("dvae",), "train_images": ("dvae", "clip"),
+    "no_hard_negatives": ("clip",), "no_negative_images": ("clip",), "false_negatives": ("clip",),
+}
+
+
+def _refuse_flags_of_other_components(args: argparse.Namespace) -> None:
+    for flag, components in TRAIN_FLAGS.items():
+        if getattr(args, flag) not in (None, False) and args.what not in components:
+            raise ValueError(f"--{flag.replace('_', '-')} does not apply to `train {args.what}` (it is for "
+                             f"{', '.join('train ' + c for c in components)}): drop it")
+
+
+def _train_tokenizer(args: argparse.Namespace) -> int:
+    from .manifest import shipped_entry, update_entries
+    from .tokenizer import default_path, train_default
+    path = Path(args.out) / "tokenizer.json" if args.out else default_path()
+    if path.exists() and shipped_entry(path) is not None and not args.overwrite_shipped:
+        raise ValueError(f"{path} is a shipped file (listed in data/MANIFEST.json) and training would replace it: "
+                         "train into another folder with --out DIR, or pass --overwrite-shipped to replace it on "
+                         "purpose (every shipped model was trained with it)")
+    if not 0 <= args.seed <= 2**63 - 3:
+        raise ValueError(f"--seed {args.seed}: a training seed is an int from 0 to 2**63 - 3")
+    if args.out:
+        from .paths import check_output_dir
+        check_output_dir(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    path = train_default(preset=args.preset, seed=args.seed, path=path)
+    if args.overwrite_shipped:
+        update_entries([path])
+    print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 def _train_dvae(args: argparse.Namespace) -> int:
@@ -161,7 +196,6 @@ def _prompt_slug(prompt: str, words: int = 6) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from .evaluate import generation_settings
     from .pipeline import TextToImage
@@ -302,11 +336,31 @@ def _evaluate_clip(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_generation_args(args: argparse.Namespace) -> None:
+    """Refuse what `evaluate generation` / `evaluate rerank` cannot run before any model loads."""
+    from .evaluate import _check_counts, generation_settings
+    from .rerank import check_rerank
+    from .sampling import check_sampling, check_seed
+    check_seed(args.seed)
+    if args.captions < 1:
+        raise ValueError(f"--captions {args.captions}: measure at least 1 caption per set (the default is 100)")
+    _check_counts(args.samples, args.batch_size)
+    check_sampling(**generation_settings(_sampling_changes(args)))
+    if args.what == "rerank":
+        check_rerank(args.max_rerank)
+        return
+    check_rerank(args.rerank)
+    if args.sweep and args.rerank != 1:
+        raise ValueError(f"--sweep with --rerank {args.rerank}: the sweep measures sampling settings without "
+                         "reranking; run them separately")
+
+
 def _evaluate_rerank(args: argparse.Namespace) -> int:
     from .environment import machine_summary
     from .evaluate import format_table
     from .pipeline import TextToImage
     from .rerank_eval import rerank_curve
+    _check_generation_args(args)
     start = time.perf_counter()
     pipe = TextToImage.from_pretrained(args.checkpoint)
     report = rerank_curve(pipe, n_captions=args.captions, max_n=args.max_rerank, seed=args.seed,
@@ -334,12 +388,10 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
     from .environment import machine_summary
     from .evaluate import GENERATION_SETS, evaluate_generation, format_table, generation_sweep
     from .pipeline import TextToImage
+    _check_generation_args(args)
     start = time.perf_counter()
     pipe = TextToImage.from_pretrained(args.checkpoint)
     shown = args.checkpoint or "the shipped model in data/"
-    if args.sweep and args.rerank != 1:
-        raise ValueError(f"--sweep with --rerank {args.rerank}: the sweep measures sampling settings without "
-                         "reranking; run them separately")
     options = dict(n_captions=args.captions, samples=args.samples, seed=args.seed,
                    sampling=_sampling_changes(args), batch_size=args.batch_size)
     report = {**evaluate_generation(pipe, **options, rerank=args.rerank), "checkpoint": shown}
@@ -397,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", default="cpu")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--steps", type=int, default=None, help="dvae, dalle, clip: training steps (default: the recipe's)")
-    train.add_argument("--out", default=None, help="dvae, dalle, clip: output folder (default: the course's data/)")
+    train.add_argument("--out", default=None, help="output folder (default: the course's data/)")
     train.add_argument("--resume", action="store_true", help="dvae, dalle, clip: continue an interrupted run in --out")
     train.add_argument("--overwrite-shipped", action="store_true",
                        help="dvae, dalle, clip: allow replacing a shipped file of data/ (listed in data/MANIFEST.json) "

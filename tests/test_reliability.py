@@ -294,3 +294,46 @@ def test_evaluate_dvae_names_a_checkpoint_of_another_kind(tmp_path, capsys):
     assert main(["evaluate", "dvae", "--checkpoint", str(path), "--n", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds a DalleTransformer, not a dVAE" in err
+
+
+def test_training_the_tokenizer_never_replaces_the_shipped_one_unasked(tmp_path, capsys):
+    shipped = data_dir() / "tokenizer.json"
+    before = shipped.read_bytes()
+    assert main(["train", "tokenizer", "--preset", "tiny"]) == 2
+    assert "shipped file" in capsys.readouterr().err and shipped.read_bytes() == before
+    assert main(["train", "tokenizer", "--preset", "tiny", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "tokenizer.json").exists() and shipped.read_bytes() == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tokenizer", "--steps", "3"], "--steps does not apply to `train tokenizer`"),
+    (["tokenizer", "--resume"], "--resume does not apply to `train tokenizer`"),
+    (["dvae", "--no-hard-negatives"], "--no-hard-negatives does not apply to `train dvae` (it is for train clip)"),
+    (["dalle", "--false-negatives", "ignore"], "--false-negatives does not apply to `train dalle`"),
+    (["clip", "--quantizer", "vq"], "--quantizer does not apply to `train clip` (it is for train dvae)"),
+    (["dalle", "--train-images", "5"], "--train-images does not apply to `train dalle`"),
+])
+def test_train_refuses_a_flag_its_component_would_ignore(argv, message, tmp_path, capsys):
+    assert main(["train", *argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generation", "--captions", "0"], "--captions 0: measure at least 1 caption"),
+    (["generation", "--samples", "0"], "samples must be at least 1"),
+    (["generation", "--batch-size", "0"], "batch_size must be at least 1"),
+    (["generation", "--rerank", "0"], "rerank=0"),
+    (["generation", "--rerank", "1000"], "more than the limit"),
+    (["generation", "--seed", "-1"], "seed must be an int >= 0"),
+    (["generation", "--top-p", "2"], "top_p must be in (0, 1]"),
+    (["generation", "--sweep", "--rerank", "4"], "--sweep with --rerank 4"),
+    (["rerank", "--max-rerank", "0"], "rerank=0"),
+    (["rerank", "--temperature", "1e-45"], "temperature must be 0 (greedy)"),
+])
+def test_evaluate_generation_and_rerank_refuse_bad_options_before_loading(argv, message, tmp_path, capsys):
+    # the checkpoint does not exist: an error about it would mean the options were checked too late
+    assert main(["evaluate", *argv, "--checkpoint", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "no pipeline" not in err
