@@ -1,265 +1,400 @@
 """Self-checks for lesson 01 (the Shapes dataset and its judge).
 
-Each check calls the learner's function on fixed inputs, compares it with the rules of
-`dalle_lessons.shapes` and `dalle_lessons.judge`, and when it differs names the case and, where it
-can tell, the usual mistake behind it.
+Each exercise asks for something the lesson does not show and the package does not provide: how many
+scenes of the world a caption allows, a near-miss claim one change away from a caption (a sharper
+negative control for the judge than another scene's caption), and how much of a test set a training set
+already holds. Each check compares the learner's function with a reference written here and, when they
+differ, tries the usual mistakes so that the feedback can name the one that was made.
 """
 from __future__ import annotations
 
+import numbers
+import random
+from dataclasses import replace
 from typing import Callable
 
-from dalle_lessons import judge
-from dalle_lessons.exercises import Feedback, report
-from dalle_lessons.shapes import (POSITION_NAMES, RELATIONS, Claim, ObjectClaim, Scene, ShapeObject,
-                                  parse_caption, relation_holds)
+from dalle_lessons.exercises import Feedback, call_learner, report
+from dalle_lessons.shapes import (BACKGROUNDS, COLORS, POSITION_NAMES, RELATIONS, SHAPES, SIZES, Claim,
+                                  ObjectClaim, Scene, ShapeObject, parse_caption, random_scene, relation_holds)
 
 CELLS = [(r, c) for r in range(3) for c in range(3)]
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
-def _call(fn: Callable, what: str, *args):
-    """Call the learner's function; turn a crash (other than NotImplementedError) into feedback."""
-    try:
-        return fn(*args)
-    except (NotImplementedError, Feedback):
-        raise
-    except Exception as error:  # the learner's code, so any error is possible
-        raise Feedback(f"{what} raised {type(error).__name__}: {error}.") from None
+# --- the world a claim allows (shared by exercises 1 and 2) -----------------------------------------
+
+def _cells(o: ObjectClaim) -> list[tuple[int, int]]:
+    if o.row is None and o.col is None:
+        return CELLS
+    return [(o.row, o.col)] if (o.row, o.col) in POSITION_NAMES else []
 
 
-# --- exercise 1: relations between two objects ----------------------------------------------------
-
-_OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-
-
-def _true_relations(a: tuple[int, int], b: tuple[int, int]) -> list[str]:
-    return [r for r in RELATIONS if relation_holds(a, r, b)]
+def _sizes(o: ObjectClaim) -> list[str]:
+    if o.size is None:
+        return list(SIZES)
+    return [o.size] if o.size in SIZES else []
 
 
-def _as_relations(value, what: str) -> list[str]:
-    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
-        raise Feedback(f"{what} should return a list of relation names such as ['left of', 'above'], "
-                       f"but it returned {value!r}.")
-    for item in value:
-        if item not in RELATIONS:
-            raise Feedback(f"{what} returned {item!r}, which is not a relation: use the names in "
-                           f"shapes.RELATIONS ({', '.join(repr(r) for r in RELATIONS)}).")
-    if len(set(value)) != len(value):
-        raise Feedback(f"{what} returned {list(value)!r}, which lists a relation twice: list each one once.")
-    return sorted(value, key=RELATIONS.index)
+def scenes_satisfying(claim: Claim, strict: bool = True, colors_differ: bool = True) -> list[Scene]:
+    """Every scene of the world that `claim` is true of: exactly its objects, every stated attribute.
 
-
-def check_relation_of(fn: Callable[[ShapeObject, ShapeObject], list[str]]) -> bool:
-    """Exercise 1: `fn(a, b)` lists every relation R (from shapes.RELATIONS) for which "a R b" holds."""
-
-    def check() -> None:
-        got_all, want_all = {}, {}
-        for cell_a in CELLS:
-            for cell_b in CELLS:
-                if cell_a == cell_b:
-                    continue
-                a = ShapeObject("circle", "red", "small", *cell_a)
-                b = ShapeObject("square", "blue", "large", *cell_b)
-                what = (f"relation_of(a, b) with a at row {cell_a[0]}, col {cell_a[1]} and b at row {cell_b[0]}, "
-                        f"col {cell_b[1]}")
-                got_all[cell_a, cell_b] = _as_relations(_call(fn, what, a, b), what)
-                want_all[cell_a, cell_b] = _true_relations(cell_a, cell_b)
-        if got_all == want_all:
-            return
-        if all(got_all[a, b] == want_all[b, a] for a, b in got_all):
-            raise Feedback("You described b relative to a. relation_of(a, b) reads as a sentence: "
-                           "'a RELATION b', e.g. 'left of' when a is in a column left of b's.")
-        for (cell_a, cell_b), got in got_all.items():
-            want = want_all[cell_a, cell_b]
-            if got == want:
-                continue
-            case = (f"For object a at row {cell_a[0]}, col {cell_a[1]} and object b at row {cell_b[0]}, "
-                    f"col {cell_b[1]} "
-                    f"you said {got}, but the true relations are {want}")
-            missing = [r for r in want if r not in got]
-            extra = [r for r in got if r not in want]
-            swapped = [r for r in missing if _OPPOSITE[r] in extra]
-            if any(r in ("left of", "right of") for r in swapped):
-                raise Feedback(case + ". Left and right are swapped: col 0 is the left column, so an object "
-                               "in a smaller column is left of one in a larger column.")
-            if swapped:
-                raise Feedback(case + ". Above and below are swapped: row 0 is the top row (image rows count "
-                               "downward, like a pixel's y), so an object in a smaller row is above.")
-            if extra and any((r in ("left of", "right of") and cell_a[1] == cell_b[1])
-                             or (r in ("above", "below") and cell_a[0] == cell_b[0]) for r in extra):
-                raise Feedback(case + ". Objects in the same column are neither left nor right of each "
-                               "other, and objects in the same row are neither above nor below: use strict "
-                               "comparisons (<, >).")
-            if missing and not extra:
-                raise Feedback(case + ". List every relation that holds: an object up and to the left of "
-                                      "another is both 'left of' and 'above' it.")
-            raise Feedback(case + ". Compare the columns for 'left of' / 'right of' and the rows for "
-                                  "'above' / 'below'.")
-
-    return report("Exercise 1 (relations)", check)
-
-
-# --- exercise 2: from a point to its grid cell ----------------------------------------------------
-
-def reference_cell_of(x: float, y: float, image_size: int) -> tuple[int, int]:
-    """The (row, col) of the 3x3 cell holding point (x, y): the judge's own rule."""
-    return judge.cell_of(x, y, image_size)
-
-
-def _cell_points(image_size: int) -> list[tuple[float, float]]:
-    side = image_size / 3
-    along = [0.0, 0.5, side / 2, side - 0.01, side + 0.01, 1.5 * side, 2 * side - 0.01, 2 * side + 0.01,
-             2.5 * side, image_size - 0.5, float(image_size)]
-    return [(x, y) for y in along for x in along]
-
-
-def _as_cell(value, what: str) -> tuple[int, int]:
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise Feedback(f"{what} should return a pair (row, col), but it returned {value!r}.")
+    `strict=False` and `colors_differ=False` give the worlds of two usual mistakes (relations read with
+    <= instead of <, two objects allowed to share a color), for feedback only.
+    """
+    objects = claim.objects
+    if not 1 <= len(objects) <= 2 or any(o.shape not in SHAPES or o.color not in COLORS for o in objects):
+        return []
+    if claim.background is not None and claim.background not in BACKGROUNDS:
+        return []
+    backgrounds = [claim.background] if claim.background is not None else list(BACKGROUNDS)
+    if len(objects) == 1:
+        if claim.relation is not None:
+            return []  # a relation needs two objects
+        (o,) = objects
+        return [Scene((ShapeObject(o.shape, o.color, size, r, c),), bg)
+                for size in _sizes(o) for r, c in _cells(o) for bg in backgrounds]
+    a, b = objects
+    if a.color == b.color and colors_differ:
+        return []
     out = []
-    for v in value:
-        try:
-            as_int = int(v)
-        except (TypeError, ValueError):
-            raise Feedback(f"{what} returned {value!r}: row and col should be whole numbers 0, 1 or 2.") from None
-        if as_int != v:
-            raise Feedback(f"{what} returned {value!r}: row and col should be whole numbers 0, 1 or 2 "
-                           "(round down with // or int()).")
-        out.append(as_int)
-    return out[0], out[1]
+    for cell_a in _cells(a):
+        for cell_b in _cells(b):
+            if cell_a == cell_b:
+                continue
+            if claim.relation is not None:
+                if claim.relation not in RELATIONS:
+                    return []
+                holds = relation_holds(cell_a, claim.relation, cell_b)
+                if not strict:  # the mistake: "left of" also when the columns are equal
+                    axis = 1 if claim.relation in ("left of", "right of") else 0
+                    holds = holds or cell_a[axis] == cell_b[axis]
+                if not holds:
+                    continue
+            for size_a in _sizes(a):
+                for size_b in _sizes(b):
+                    for bg in backgrounds:
+                        out.append((a.shape, a.color, size_a, cell_a, b.shape, b.color, size_b, cell_b, bg))
+    if not colors_differ:  # Scene refuses two objects of one color: count tuples instead
+        return out
+    return [Scene((ShapeObject(s1, c1, z1, *p1), ShapeObject(s2, c2, z2, *p2)), bg)
+            for s1, c1, z1, p1, s2, c2, z2, p2, bg in out]
 
 
-def _cell_variant(x: float, y: float, n: int, mistake: str) -> tuple[int, int]:
-    """The cell as a common mistake would compute it (for feedback only)."""
-    side = n // 3 if mistake.startswith("integer") else n / 3
+# --- exercise 1: how many scenes does a caption allow? ---------------------------------------------
 
-    def index(v: float) -> int:
-        cell = round(v / side) if mistake == "rounded" else int(v // side)
-        return cell if mistake.endswith("unclamped") else min(2, cell)
+COUNT_CAPTIONS = [
+    "a red circle",
+    "a large red circle at the top left",
+    "a small green triangle on a white background",
+    "a purple cross at the center on a black background",
+    "a red circle to the left of a blue square",
+    "a small yellow diamond above a large cyan cross",
+    "a large orange square below a green square on a black background",
+    "a blue diamond and a purple circle",
+    "a red circle to the left of a red square",
+]
 
-    return index(y), index(x)
+OTHER_OBJECTS = len(SHAPES) * (len(COLORS) - 1) * len(SIZES) * (len(CELLS) - 1)  # a second object: 480 ways
 
 
-_CELL_MISTAKES = {
-    "unclamped": "A point on the far edge (x or y = {n}) lands in a fourth cell, off the 3x3 grid. It belongs "
-                 "to the last cell: clamp with min(2, ...).",
-    "integer": "The cells are {n} / 3 = {side:.2f} pixels wide, a fraction, but you used {n} // 3 = {floor}, "
-               "which rounds it down and moves every boundary. Divide with /, not //.",
-    "integer unclamped": "The cells are {n} / 3 = {side:.2f} pixels wide, a fraction, but you used {n} // 3 = "
-                         "{floor}, which rounds it down so the last pixels spill into a fourth cell, off the "
-                         "grid. Divide with /, then round the result down (and clamp the far edge to 2).",
-    "rounded": "You rounded to the nearest whole number, so a point past the middle of a cell lands in the next "
-               "one. A point belongs to the cell it lies in: round down, with // or int().",
+def count_scenes_reference(caption: str) -> int:
+    """The number of distinct scenes of the world that the caption is true of."""
+    return len(scenes_satisfying(parse_caption(caption)))
+
+
+def _count_variant(caption: str, mistake: str) -> int:
+    claim = parse_caption(caption)
+    n = len(scenes_satisfying(claim))
+    two = len(claim.objects) == 2
+    if mistake == "one_background":
+        return n // 2 if claim.background is None else n
+    if mistake == "extra_objects":
+        return n if two else n + n * OTHER_OBJECTS
+    if mistake == "relation_ignored":
+        return len(scenes_satisfying(replace(claim, relation=None))) if two else n
+    if mistake == "not_strict":
+        return len(scenes_satisfying(claim, strict=False)) if two else n
+    if mistake == "same_color":
+        return len(scenes_satisfying(claim, colors_differ=False))
+    if mistake == "unsaid_fixed":  # an unsaid size or place counted as one option
+        fixed = replace(claim, objects=tuple(replace(o, size=o.size or "small") for o in claim.objects))
+        if not two and fixed.objects[0].row is None:
+            fixed = replace(fixed, objects=(replace(fixed.objects[0], row=1, col=1),))
+        return len(scenes_satisfying(fixed))
+    if mistake == "both_orders":
+        return 2 * n if two else n
+    raise ValueError(mistake)
+
+
+_COUNT_MISTAKES = {
+    "one_background": "Your counts are half of the right ones whenever the caption does not name the background: "
+                      "an unsaid background is free too, so every picture exists once on black and once on white.",
+    "extra_objects": "For a one-object caption you also counted the scenes with a second object. A caption that "
+                     "names one object promises a picture with exactly one: the judge scores the count, always.",
+    "relation_ignored": "For two objects you counted every pair of distinct cells, as if the relation were unsaid. "
+                        "The relation pins the pair down: 'a left of b' allows only the cell pairs where a's column "
+                        "is smaller than b's (3 column pairs x 9 row pairs = 27).",
+    "not_strict": "You counted two objects in the same column as 'left of' (or in the same row as 'above'). "
+                  "Relations are strict: use shapes.relation_holds, or < and >, not <= and >=.",
+    "same_color": "'a red circle to the left of a red square' allows no scene at all: two objects never share a "
+                  "color in this world, so the count is 0.",
+    "unsaid_fixed": "You counted an unsaid size (or a lone object's unsaid place) as one option. What a caption "
+                    "leaves unsaid is free: each object may be small or large, a lone object may sit in any of the "
+                    "9 cells.",
+    "both_orders": "Your two-object counts are twice the right ones: you counted each scene once per order of "
+                   "its objects. The two objects have different colors, so each choice of cells, sizes and "
+                   "background is one scene.",
 }
 
 
-def check_cell_of(fn: Callable[[float, float, int], tuple[int, int]]) -> bool:
-    """Exercise 2: `fn(x, y, image_size)` is the (row, col) of the grid cell holding point (x, y)."""
+def _as_count(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise Feedback(f"{what} should return a number of scenes (an int), but it returned {value!r}.")
+    if value != int(value) or value < 0:
+        raise Feedback(f"{what} returned {value!r}: a number of scenes is a whole number, 0 or more.")
+    return int(value)
+
+
+def check_count_scenes(fn: Callable[[str], int]) -> bool:
+    """Exercise 1: `fn(caption)` is how many distinct scenes of the world the caption is true of."""
 
     def check() -> None:
-        for n in (32, 48, 64, 100):
-            results = []
-            for x, y in _cell_points(n):
-                what = f"cell_of({x:g}, {y:g}, {n})"
-                results.append(((x, y), _as_cell(_call(fn, what, x, y, n), what), reference_cell_of(x, y, n)))
-            if all(got == want for _, got, want in results):
-                continue
-            if all(got == want[::-1] for _, got, want in results):
-                raise Feedback("You returned (col, row). Return (row, col): the row comes from y (downward) "
-                               "and the column from x (across).")
-            for mistake, message in _CELL_MISTAKES.items():
-                if all(got == _cell_variant(x, y, n, mistake) for (x, y), got, _ in results):
-                    raise Feedback(message.format(n=n, side=n / 3, floor=n // 3))
-            for (x, y), got, want in results:
-                if got != want:
-                    raise Feedback(
-                        f"For the point x={x:g}, y={y:g} in a {n}-pixel image you returned (row, col) = {got}, "
-                        f"expected {want}. The cell boundaries are at {n} / 3 = {n / 3:.2f} and 2 * {n} / 3 = "
-                        f"{2 * n / 3:.2f} pixels, and a point on the far edge (x or y = {n}) belongs to the "
-                        "last cell.")
+        got = {}
+        for caption in COUNT_CAPTIONS:
+            what = f"count_scenes({caption!r})"
+            got[caption] = _as_count(call_learner(fn, what, caption), what)
+        want = {c: count_scenes_reference(c) for c in COUNT_CAPTIONS}
+        if got == want:
+            return
+        for mistake, message in _COUNT_MISTAKES.items():
+            if all(got[c] == _count_variant(c, mistake) for c in COUNT_CAPTIONS):
+                caption = next(c for c in COUNT_CAPTIONS if got[c] != want[c])
+                raise Feedback(f"count_scenes({caption!r}) returned {got[caption]:,}, expected {want[caption]:,}. "
+                               + message)
+        caption = next(c for c in COUNT_CAPTIONS if got[c] != want[c])
+        claim = parse_caption(caption)
+        hint = ("One object: multiply the choices left open, sizes x cells x backgrounds, each 1 when the "
+                "caption states it." if len(claim.objects) == 1 else
+                "Two objects: count the ordered cell pairs (a's cell, b's cell) the relation allows, times the "
+                "sizes left open, times the backgrounds left open; 0 if the two share a color.")
+        raise Feedback(f"count_scenes({caption!r}) returned {got[caption]:,}, expected {want[caption]:,}. "
+                       f"The caption reads as: {_say(claim)} (nothing else is stated). {hint}")
 
-    return report("Exercise 2 (pixel to grid cell)", check)
-
-
-# --- exercise 3: a caption the judge accepts ------------------------------------------------------
-
-def _scenes_for_captions() -> list[Scene]:
-    """Scenes that exercise every position and every kind of relation (row, column, diagonal)."""
-    shapes_, colors = ("circle", "square", "triangle", "diamond", "cross"), ("red", "green", "purple")
-    one = [Scene((ShapeObject(shapes_[k % 5], colors[k % 3], ("small", "large")[k % 2], r, c),),
-                 ("black", "white")[k % 2]) for k, (r, c) in enumerate(CELLS)]
-    pairs = [((0, 0), (0, 2)), ((2, 1), (0, 1)), ((1, 2), (2, 0)), ((0, 1), (1, 0)), ((2, 2), (1, 1)),
-             ((1, 0), (1, 1))]
-    two = [Scene((ShapeObject(shapes_[k % 5], "orange", ("large", "small")[k % 2], *a),
-                  ShapeObject(shapes_[(k + 2) % 5], "cyan", ("small", "large")[k % 2], *b)),
-                 ("white", "black")[k % 2]) for k, (a, b) in enumerate(pairs)]
-    return one + two
+    return report("Exercise 1 (how many scenes a caption allows)", check)
 
 
-def _describe(obj: ShapeObject) -> str:
-    return f"the {obj.size} {obj.color} {obj.shape} at row {obj.row}, col {obj.col}"
+# --- exercise 2: a near miss, one change away ------------------------------------------------------
+
+NEAR_MISS_KINDS = ("color", "shape", "size", "position", "relation")
+
+NEAR_MISS_CAPTIONS = [
+    "a small red circle at the top left",
+    "a green triangle",
+    "a large purple cross at the center on a black background",
+    "a red circle to the left of a blue square",
+    "a small yellow diamond above a large cyan cross",
+    "an orange square below a green square on a white background",
+]
 
 
-def _describe_claim(claim: Claim) -> str:
+def _stated(claim: Claim, kind: str) -> bool:
+    """Whether a claim states something of this kind, so that a near miss can change it."""
+    if kind in ("color", "shape"):
+        return True
+    if kind == "size":
+        return any(o.size is not None for o in claim.objects)
+    if kind == "position":
+        return len(claim.objects) == 1 and claim.objects[0].row is not None
+    return claim.relation is not None
+
+
+def _fields(o: ObjectClaim) -> dict[str, object]:
+    return {"shape": o.shape, "color": o.color, "size": o.size, "position": (o.row, o.col)}
+
+
+def _say(claim: Claim) -> str:
+    """A claim as words, e.g. 'small red circle at the top left' or 'red circle left of blue square'."""
     def one(o: ObjectClaim) -> str:
-        words = " ".join(w for w in (o.size, o.color, o.shape) if w)
-        return words + (f" at {POSITION_NAMES[(o.row, o.col)]}" if o.row is not None else "")
+        words = " ".join(str(w) for w in (o.size, o.color, o.shape) if w)
+        if o.row is not None or o.col is not None:
+            words += f" at the {POSITION_NAMES.get((o.row, o.col), f'cell ({o.row}, {o.col})')}"
+        return words
 
-    text = " / ".join(one(o) for o in claim.objects)
-    if claim.relation:
-        text = f"{one(claim.objects[0])} {claim.relation} {one(claim.objects[1])}"
-    return text
-
-
-def _true_reading(scene: Scene) -> judge.Reading:
-    """What a perfect reader sees in a scene's picture (so only the caption is being checked)."""
-    objects = tuple(judge.DetectedObject(o.shape, o.color, o.size, o.row, o.col, 0.0, 0.0) for o in scene.objects)
-    return judge.Reading(scene.background, objects)
+    text = f" {claim.relation} ".join(one(o) for o in claim.objects) if claim.relation else \
+        " and ".join(one(o) for o in claim.objects)
+    return text + (f" on {claim.background}" if claim.background else "")
 
 
-def check_caption_for(fn: Callable[[Scene], str]) -> bool:
-    """Exercise 3: `fn(scene)` is a caption stating every object's size, color and shape, plus the
-    position of a lone object or a true relation between two, which the judge accepts for that scene."""
+def _say_scene(scene: Scene) -> str:
+    objects = " and ".join(f"a {o.size} {o.color} {o.shape} at the {o.position}" for o in scene.objects)
+    return f"{objects}, on {scene.background}"
+
+
+def _check_near_miss(caption: str, kind: str, got) -> None:
+    claim = parse_caption(caption)
+    head = f"For {caption!r} (it reads as: {_say(claim)}) and kind {kind!r}"
+    if not _stated(claim, kind):
+        if got is None:
+            return
+        where = "a lone object's place" if kind == "position" else f"a {kind}"
+        why = (" (a two-object caption states a relation, not places)"
+               if kind == "position" and len(claim.objects) == 2 else "")
+        raise Feedback(f"{head}, the caption states no {kind}{why}, so there is nothing to change: return None. "
+                       f"You returned {_say_as(got)}; "
+                       f"adding {where} the caption left unsaid gives a caption that some pictures of the "
+                       "original still follow.")
+    if got is None:
+        raise Feedback(f"{head}, you returned None, but the caption states a {kind}: return the claim with it "
+                       "changed.")
+    if not isinstance(got, Claim):
+        raise Feedback(f"{head}, near_miss should return a shapes.Claim (use dataclasses.replace on the claim and "
+                       f"its objects), but it returned {type(got).__name__} {got!r}.")
+    if got == claim:
+        raise Feedback(f"{head}, your near miss is the caption's own claim, unchanged: change one {kind}.")
+    if len(got.objects) != len(claim.objects):
+        raise Feedback(f"{head}, your near miss names {len(got.objects)} object(s), the caption "
+                       f"{len(claim.objects)}. Keep the objects and change one {kind}.")
+    changed = set()
+    changed_objects = 0
+    for old, new in zip(claim.objects, got.objects):
+        diff = {name for name, value in _fields(old).items() if _fields(new)[name] != value}
+        changed |= diff
+        changed_objects += bool(diff)
+    if got.relation != claim.relation:
+        changed.add("relation")
+    if got.background != claim.background:
+        changed.add("background")
+    if changed - {kind}:
+        raise Feedback(f"{head}, your near miss ({_say(got)}) changes {', '.join(sorted(changed))}. A near miss "
+                       f"changes exactly one thing, here the {kind}, and keeps everything else as the caption "
+                       "says it (what it leaves unsaid stays unsaid).")
+    if changed_objects > 1:
+        raise Feedback(f"{head}, your near miss ({_say(got)}) changes the {kind} of both objects. Change one "
+                       "object only: a near miss differs in exactly one thing.")
+    for o in got.objects:
+        for name, value, valid in (("color", o.color, COLORS), ("shape", o.shape, SHAPES)):
+            if value not in valid:
+                raise Feedback(f"{head}, your near miss has the {name} {value!r}, which this world does not have "
+                               f"(valid: {', '.join(valid)}).")
+    possible = scenes_satisfying(got)
+    if not possible:
+        reason = ("two objects never share a color, so no picture can follow it: it is false for a trivial "
+                  "reason, and a judge that rejects it has shown nothing. Pick a color the other object does "
+                  "not have." if len(got.objects) == 2 and got.objects[0].color == got.objects[1].color else
+                  "no picture of this world can follow it. A useful negative is one a picture could follow.")
+        raise Feedback(f"{head}, your near miss ({_say(got)}) is impossible: {reason}")
+    possible_keys = {s.key() for s in possible}
+    for scene in scenes_satisfying(claim):
+        if scene.key() in possible_keys:
+            hint = (" A diagonal pair is both left of and above one another: only the opposite relation is "
+                    "false of every picture the caption fits." if kind == "relation" else "")
+            raise Feedback(f"{head}, your near miss ({_say(got)}) is still true of a picture the caption fits "
+                           f"({_say_scene(scene)}), so a judge would be right to accept it.{hint}")
+
+
+def _say_as(value) -> str:
+    return _say(value) if isinstance(value, Claim) else repr(value)
+
+
+def check_near_miss(fn: Callable[[Claim, str], Claim | None]) -> bool:
+    """Exercise 2: `fn(claim, kind)` is a claim one change of that kind away, false of every picture the claim
+    is true of yet possible; None when the claim states nothing of that kind."""
 
     def check() -> None:
-        for scene in _scenes_for_captions():
-            objects = " and ".join(_describe(o) for o in scene.objects)
-            what = f"caption_for(scene) for a scene with {objects}"
-            text = _call(fn, what, scene)
-            if not isinstance(text, str) or not text.strip():
-                raise Feedback(f"{what} should return the caption as a non-empty string, got {text!r}.")
-            try:
-                claim = parse_caption(text)
-            except ValueError as error:
-                raise Feedback(f"Your caption {text!r} cannot be read: {error}.") from None
-            read_as = f"Your caption {text!r} reads as: {_describe_claim(claim)}."
-            if len(claim.objects) != len(scene.objects):
-                raise Feedback(f"{read_as} It names {len(claim.objects)} object(s), but the scene with "
-                               f"{objects} has {len(scene.objects)}: name each object by its color and shape.")
-            for o in claim.objects:
-                if o.size is None:
-                    raise Feedback(f"{read_as} It leaves the size of the {o.color} {o.shape} unsaid: "
-                                   "say 'small' or 'large' before the color.")
-            if len(scene.objects) == 1 and claim.objects[0].row is None:
-                raise Feedback(f"{read_as} It does not say where the object is: end with e.g. 'at the "
-                               f"{POSITION_NAMES[(scene.objects[0].row, scene.objects[0].col)]}' "
-                               "(the names are in shapes.POSITION_NAMES).")
-            if len(scene.objects) == 2 and claim.relation is None:
-                raise Feedback(f"{read_as} It names both objects but not how they are placed: join them "
-                               "with a relation, e.g. '... to the left of ...' (scene.relations() lists the "
-                               "true ones).")
-            result = judge.score_reading(_true_reading(scene), claim)
-            if result.all_correct:
-                continue
-            wrong = [name for name, ok in result.attributes.items() if not ok]
-            names = [f"{o.color} {o.shape}" for o in scene.objects]
-            true_relations = "; ".join(f"the {names[i]} is {r} the {names[j]}" for i, r, j in scene.relations())
-            hint = {
-                "relation": f"In this scene {true_relations} (rows count downward, so row 0 is the top).",
-                "position": "The object is at the "
-                            f"{POSITION_NAMES[(scene.objects[0].row, scene.objects[0].col)]}.",
-            }
-            details = " ".join(hint.get(name, "") for name in wrong).strip()
-            raise Feedback(f"{read_as} Checked against the scene ({objects}), the judge finds it wrong about "
-                           f"{', '.join(wrong)}. {details}".rstrip())
+        for caption in NEAR_MISS_CAPTIONS:
+            for kind in NEAR_MISS_KINDS:
+                claim = parse_caption(caption)
+                got = call_learner(fn, f"near_miss(parse_caption({caption!r}), {kind!r})", claim, kind)
+                _check_near_miss(caption, kind, got)
 
-    return report("Exercise 3 (a caption the judge accepts)", check)
+    return report("Exercise 2 (a near miss, one change away)", check)
+
+
+# --- exercise 3: how much of a test set is already in training? ------------------------------------
+
+def leak_rate_reference(train: list[Scene], test: list[Scene]) -> float:
+    """The fraction of test items whose scene (in any object order) is also among the training items."""
+    seen = {s.key() for s in train}
+    return sum(s.key() in seen for s in test) / len(test)
+
+
+def _leak_cases() -> list[tuple[str, list[Scene], list[Scene]]]:
+    """(name, train, test): a small hand-made case, then random draws full of repeated one-object scenes."""
+    a = ShapeObject("circle", "red", "small", 0, 0)
+    b = ShapeObject("square", "blue", "large", 2, 2)
+    c = ShapeObject("cross", "green", "large", 1, 1)
+    d = ShapeObject("diamond", "purple", "small", 0, 2)
+    train = [Scene((a, b), "black"), Scene((c,), "white"), Scene((c,), "white"), Scene((d,), "black"),
+             Scene((a,), "black")]
+    test = [Scene((b, a), "black"),  # the first training scene, its objects listed the other way round
+            Scene((c,), "white"), Scene((c,), "white"),  # a scene drawn twice, seen in training
+            Scene((c,), "black"),  # the same object on the other background: another scene
+            Scene((a, d), "black"), Scene((d,), "white")]
+    rng = random.Random(11)
+    drawn = [random_scene(rng) for _ in range(1500)]
+    return [("a small hand-made train/test pair (6 test items)", train, test),
+            ("1,200 random training scenes and 300 random test scenes", drawn[:1200], drawn[1200:])]
+
+
+def _leak_variant(train: list[Scene], test: list[Scene], mistake: str) -> float:
+    keys = {s.key() for s in train}
+    if mistake == "equality":
+        seen = set(train)
+        return sum(s in seen for s in test) / len(test)
+    if mistake == "distinct":
+        distinct = {s.key() for s in test}
+        return len(distinct & keys) / len(distinct)
+    if mistake == "train_side":
+        test_keys = {s.key() for s in test}
+        return sum(s.key() in test_keys for s in train) / len(train)
+    if mistake == "by_train_size":
+        return sum(s.key() in keys for s in test) / len(train)
+    if mistake == "count":
+        return float(sum(s.key() in keys for s in test))
+    if mistake == "percent":
+        return 100 * leak_rate_reference(train, test)
+    if mistake == "objects_only":  # the background forgotten
+        objects = {s.key().split("|", 1)[1] for s in train}
+        return sum(s.key().split("|", 1)[1] in objects for s in test) / len(test)
+    raise ValueError(mistake)
+
+
+_LEAK_MISTAKES = {
+    "equality": "You compared scenes with == (or put them in a set), but a Scene lists its objects in the order "
+                "they were drawn: Scene((a, b)) and Scene((b, a)) are the same picture yet compare unequal. "
+                "Compare scene.key(), which sorts the objects.",
+    "distinct": "You counted distinct test scenes. Count test items: a scene drawn twice in the test set is "
+                "tested twice, and repeats are exactly where a leak hides.",
+    "train_side": "You measured the share of *training* items that appear in the test set. Measure the test "
+                  "side: the share of test items whose scene training already holds.",
+    "by_train_size": "You divided by the number of training items; divide by the number of test items.",
+    "count": "You returned how many test items leak; return the fraction, that count divided by len(test).",
+    "percent": "You returned a percentage; return a fraction between 0 and 1.",
+    "objects_only": "You compared the objects but not the background: the same objects on white and on black "
+                    "are two different pictures, two different scenes. Compare the whole scene.key().",
+}
+
+
+def check_leak_rate(fn: Callable[[list[Scene], list[Scene]], float]) -> bool:
+    """Exercise 3: `fn(train, test)` is the fraction of test items whose scene also appears in `train`."""
+
+    def check() -> None:
+        results = []
+        for name, train, test in _leak_cases():
+            what = f"leak_rate(train, test) with {name}"
+            got = call_learner(fn, what, list(train), list(test))
+            if isinstance(got, bool) or not isinstance(got, numbers.Real):
+                raise Feedback(f"{what} should return a fraction (a float), but it returned {got!r}.")
+            results.append((name, train, test, float(got)))
+        if all(abs(got - leak_rate_reference(train, test)) < 1e-9 for _, train, test, got in results):
+            return
+        for mistake, message in _LEAK_MISTAKES.items():
+            if all(abs(got - _leak_variant(train, test, mistake)) < 1e-9 for _, train, test, got in results):
+                raise Feedback(message)
+        for name, train, test, got in results:
+            want = leak_rate_reference(train, test)
+            if abs(got - want) >= 1e-9:
+                raise Feedback(f"With {name} you returned {got:.4f}, expected {want:.4f}: the share of test items "
+                               "whose scene.key() is among the training scenes' keys.")
+
+    return report("Exercise 3 (how much of a test set leaks)", check)
