@@ -12,6 +12,7 @@
     python -m dalle_lessons evaluate clip [--checkpoint PATH] [--json]
     python -m dalle_lessons evaluate rerank [--captions N] [--max-rerank 64] [--json]
     python -m dalle_lessons generate "a small red circle above a blue square" -n 8 --seed 0 --out grid.png
+    python -m dalle_lessons serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--checkpoint DIR]
 """
 from __future__ import annotations
 
@@ -247,6 +248,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"sampling: {_describe_sampling(settings)}")
     print(f"generated in {generated - loaded:.1f} s (model loaded in {loaded - start:.1f} s)")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """OpenAI's images API on http://HOST:PORT/v1 (see dalle_lessons/server.py for the endpoints and fields)."""
+    import os
+    from .server import API_KEY_ENV, serve
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
+    return serve(checkpoint=args.checkpoint, host=args.host, port=args.port, api_key=api_key, device=args.device,
+                 max_queue=args.max_queue, max_batch=args.max_batch)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -512,6 +522,25 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default 1: no reranking; at most 128)")
     _add_sampling(generate)
     generate.set_defaults(func=cmd_generate)
+
+    serve = sub.add_parser("serve", help="answer OpenAI's images API (images.generate, images.edit) with the model",
+                           description="An OpenAI-compatible images API: POST /v1/images/generations and "
+                                       "/v1/images/edits, GET /v1/models. The official client works with "
+                                       "base_url='http://HOST:PORT/v1'. Needs pip install -e \".[api]\".")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="interface to listen on (default 127.0.0.1: this machine only; any other needs a key)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    serve.add_argument("--api-key", default=None,
+                       help="require 'Authorization: Bearer KEY' on every API call (default: the environment "
+                            "variable DALLE_LESSONS_API_KEY; none: no key, local only)")
+    serve.add_argument("--checkpoint", default=None,
+                       help="a folder written by TextToImage.save_pretrained (default: the shipped model)")
+    serve.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    serve.add_argument("--max-queue", type=int, default=64,
+                       help="requests waiting at most; more are answered 429 with retry-after (default 64)")
+    serve.add_argument("--max-batch", type=int, default=64,
+                       help="images sampled together at most (default 64, the pipeline's MAX_BATCH)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
