@@ -22,7 +22,6 @@ import warnings
 from dataclasses import dataclass, fields
 from typing import Callable
 
-import torch
 from PIL import Image
 
 from . import judge
@@ -39,6 +38,7 @@ MAX_CANDIDATES = MAX_IMAGES_PER_PROMPT
 DISPLAY_SIDE = 128
 MESSAGE_LIMIT = 300  # characters of an error shown in the app's one line
 CAPTION_STYLE = "line-height: 1.35; font-size: 11px; margin-top: 2px"  # ipywidgets' HTML lines are 28 px tall
+TEXT_PLAIN = "DALL·E playground (an ipywidgets app: open this notebook in JupyterLab or Colab to use it)"
 NONE_WORDS = ("", "none", "off")  # what an empty top-k / top-p box may say to mean "keep every token"
 
 
@@ -193,8 +193,8 @@ class Playground:
         self.busy, self.error, self.notice = True, None, None
         self.pictures, self.partial, self.progress = [], [], 0.0
         self.status = "checking the settings"
-        self._changed()
         try:
+            self._changed()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 self._draw(*self.checked())
@@ -207,14 +207,20 @@ class Playground:
             return False
         finally:
             self.busy = False
-            self._changed()
+            try:
+                self._changed()
+            except Exception as error:  # noqa: BLE001 - a view that fails to redraw must not raise out of a click
+                self.error = one_line(error)
 
     # --- the work -----------------------------------------------------------------------------------
 
     def _draw(self, prompt: str, n: int, seed: int, rerank: int, sampling: dict) -> None:
         start = time.perf_counter()
-        pipe = self._step("loading the model", lambda: self.pipe)
+        self.status = "loading the model"
+        self._changed()
+        pipe = self.pipe
         clip = self._reranker(required=rerank > 1)
+        loaded, start = time.perf_counter() - start, time.perf_counter()
         grid, total = pipe.grid, n * rerank
         steps = grid + 1  # one per token row, then reading and scoring
         pixels = None
@@ -240,7 +246,8 @@ class Playground:
         images = pipe.to_pil(chosen)
         self.pictures = [self._picture(image, claim, score, rerank) for image, score in zip(images, scores)]
         self.partial, self.progress = images, 1.0
-        self.status = f"{n} picture{'s' * (n > 1)} in {time.perf_counter() - start:.1f} s (seed {seed})"
+        load = f", the model loaded in {loaded:.1f} s" if loaded >= 0.1 else ""
+        self.status = f"{n} picture{'s' * (n > 1)} in {time.perf_counter() - start:.1f} s (seed {seed}{load})"
 
     def _picture(self, image: Image.Image, claim, score: float | None, rerank: int) -> Picture:
         reading = judge.read_image(image)
@@ -258,11 +265,6 @@ class Playground:
             if required:
                 raise
             return None
-
-    def _step(self, status: str, work: Callable):
-        self.status = status
-        self._changed()
-        return work()
 
     def _changed(self) -> None:
         for listener in self.listeners:
@@ -375,7 +377,10 @@ class PlaygroundWidget:
             caption.value = f"<div style='{CAPTION_STYLE}'>{lines}</div>" if text else ""
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if "text/plain" in bundle:  # what a non-widget front end (and nbval) sees: one fixed line, not the tree
+            bundle["text/plain"] = TEXT_PLAIN
+        return bundle
 
 
 def playground(pipe: TextToImage | None = None, device: str | None = None) -> PlaygroundWidget:

@@ -14,8 +14,8 @@ from PIL import Image
 
 from dalle_lessons.clip_eval import tokenizer_fingerprint
 from dalle_lessons.pipeline import DEFAULT_SAMPLING, TextToImage
-from dalle_lessons.playground import (DISPLAY_SIDE, MAX_CANDIDATES, MAX_N, MESSAGE_LIMIT, Playground,
-                                      PlaygroundWidget, Settings, describe_reading, one_line)
+from dalle_lessons.playground import (DISPLAY_SIDE, MAX_CANDIDATES, MAX_N, MESSAGE_LIMIT, TEXT_PLAIN,
+                                      Playground, PlaygroundWidget, Settings, describe_reading, one_line)
 from dalle_lessons.sampling import SAMPLING_RANGES
 from test_pipeline import TINY, random_dvae, random_transformer, shipped_tokenizer
 from test_rerank import tiny_clip
@@ -208,6 +208,15 @@ def test_an_unexpected_failure_is_named_in_one_line_too(app, monkeypatch):
     assert app.error == "RuntimeError: the sampler fell over second line" and not app.busy
 
 
+def test_a_view_that_fails_to_redraw_does_not_raise_out_of_the_click(app):
+    def broken(_):
+        raise KeyError("no such widget")
+
+    app.listeners.append(broken)
+    assert app.set(prompt=PROMPT, n=1).generate() is False
+    assert app.error == "KeyError: 'no such widget'" and not app.busy
+
+
 def test_a_missing_model_is_a_message_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("DALLE_LESSONS_DATA", str(tmp_path))  # an empty data folder
     app = Playground(device="cpu")
@@ -272,6 +281,7 @@ def test_the_widget_displays_as_its_vbox(pipe):
     view = PlaygroundWidget(pipe)
     bundle = view._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"] == TEXT_PLAIN  # nbval compares text: one fixed line, not the widget tree
     assert "dalle-playground" in view.widget._dom_classes
 
 

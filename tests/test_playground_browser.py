@@ -26,6 +26,7 @@ ARTEFACTS = ROOT / "runs" / "playground-browser"
 PROMPT = "a large green circle above a small yellow triangle"
 N = 4
 LAB_START_S = 90  # JupyterLab's first start builds nothing, but a busy 2-core machine is slow
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # JupyterLab and Chromium then need to be told
 GENERATE_S = 120  # the shipped cpu model draws 4 pictures in seconds; the margin is for a loaded machine
 
 
@@ -94,7 +95,7 @@ def lab(tmp_path_factory):
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=",
                "--LabApp.expose_app_in_browser=True", f"--ServerApp.root_dir={root}"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
+    if AS_ROOT:
         command.append("--allow-root")
     log = folder / "lab.log"
     with open(log, "wb") as out:
@@ -110,12 +111,14 @@ def lab(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, ARTEFACTS / "lab.log")  # the server's own account, kept for a failure's reader
 
 
 def test_a_person_types_a_prompt_clicks_generate_and_sees_the_pictures(lab):
     url, folder = lab
     started = time.monotonic()
-    args = ["--disable-dev-shm-usage", "--disable-gpu"] + (["--no-sandbox"] if os.geteuid() == 0 else [])
+    args = ["--disable-dev-shm-usage", "--disable-gpu"] + (["--no-sandbox"] if AS_ROOT else [])
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:
