@@ -10,7 +10,7 @@ without a browser: set values, call `generate()`, look at `pictures`, `progress`
 calls `generate()` on a click, and redraws whenever the state changes.
 
 The pictures are exactly `pipe.generate(prompt, n=n, seed=seed, rerank=rerank, **sampling)`: the same
-seed and settings give the same pictures, whether drawn here, by the CLI or through the API.
+seed and settings give the same pictures here as from `pipe.generate` (and the CLI's `generate`).
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class Picture:
 
     image: Image.Image  # native size (32x32 for the `cpu` model)
     reading: judge.Reading
-    described: str  # the reading in words: "black background: a small red circle at the top left"
+    described: str  # the reading in words: "black background: small red circle at the top left"
     follows_prompt: bool | None  # the judge's verdict; None when the prompt is not a Shapes caption
     wrong: tuple[str, ...]  # the attributes the judge found wrong (count, color, shape, ...)
     clip_score: float | None  # cosine similarity to the prompt; None without a reranker
