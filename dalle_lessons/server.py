@@ -270,6 +270,11 @@ class ImagesService:
         self.sizes = output_sizes(pipe.native_size)
         self.default_size = DEFAULT_SIZE if DEFAULT_SIZE in self.sizes else self.sizes[-1]
         self.created = int(time.time())
+        try:  # loaded now, not on the event loop by the first request that reranks
+            pipe.reranker
+            self.no_rerank = None
+        except (FileNotFoundError, ValueError, OSError) as error:
+            self.no_rerank = _one_line(error)
 
     # --- access ----------------------------------------------------------------------------------
 
@@ -341,11 +346,8 @@ class ImagesService:
             rerank = check_rerank(rerank, n)
         except (TypeError, ValueError) as error:
             raise _bad("rerank", str(error)) from None
-        if rerank > 1:
-            try:
-                self.pipe.reranker
-            except (FileNotFoundError, ValueError) as error:
-                raise _bad("rerank", f"rerank is not available on this server: {error}", "unsupported_value") from None
+        if rerank > 1 and self.no_rerank:
+            raise _bad("rerank", f"rerank is not available on this server: {self.no_rerank}", "unsupported_value")
         return ImageRequest(prompt, text, revised, n, size, side, response_format, output_format, compression,
                             seed, settings, rerank)
 
@@ -642,6 +644,13 @@ class _BodyTooLarge(Exception):
     pass
 
 
+try:
+    from starlette.requests import ClientDisconnect
+except ImportError:  # the API packages are missing: require_api_packages says so when a server is made
+    class ClientDisconnect(Exception):
+        pass
+
+
 def _capped(request, limit: int):
     """The same request, reading its body through a counter that stops past `limit` bytes."""
     from starlette.requests import Request
@@ -664,6 +673,10 @@ def _too_large(limit: int, param: str | None) -> APIError:
                 "request_too_large")
 
 
+def _gone() -> APIError:
+    return _bad(None, "the client went away before the request body was complete", "client_disconnected")
+
+
 def _declared_length(request) -> int:
     try:
         return int(request.headers.get("content-length", "0"))
@@ -678,6 +691,8 @@ async def _read_json(request) -> dict:
         body = await _capped(request, MAX_JSON_BYTES).body()
     except _BodyTooLarge:
         raise _too_large(MAX_JSON_BYTES, None) from None
+    except ClientDisconnect:
+        raise _gone() from None
     example = 'e.g. {"prompt": "a small red circle", "n": 2}'
     if not body.strip():
         raise _bad(None, f"the request body is empty: send a JSON object, {example}", "invalid_json")
@@ -708,6 +723,8 @@ async def _read_form(request) -> tuple[dict, bytes, bytes | None]:
         raise _too_large(limit, "image") from None
     except MultiPartException as error:
         raise _bad(None, f"the multipart form could not be read: {_one_line(error)}", "invalid_request") from None
+    except ClientDisconnect:
+        raise _gone() from None
     values, files = {}, {}
     for key, value in form.multi_items():
         name = "image" if key == "image[]" else key
@@ -772,7 +789,7 @@ def create_app(service: ImagesService):
     async def http_error(request, error: HTTPException):
         if error.status_code == 404:
             return error_response(APIError(404, f"no such endpoint: {request.method} {request.url.path[:200]} "
-                                                "(the images API is under /v1; GET /docs lists it)", code="not_found"))
+                                                "(the images API is under /v1; /openapi.json lists it)", code="not_found"))
         if error.status_code == 405:
             return error_response(APIError(405, f"{request.method} is not allowed on {request.url.path[:200]}",
                                            code="method_not_allowed"))

@@ -26,6 +26,8 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openai import OpenAI
 from PIL import Image
 
@@ -272,6 +274,52 @@ def test_every_field_is_in_the_documented_table():
     doc = server_module.__doc__
     missing = [name for name in FIELDS if not re.search(rf"\b{name}\b", doc)]
     assert not missing, f"fields missing from the module docstring's table: {missing}"
+
+
+VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 12), st.integers(), st.floats(), st.text(max_size=12),
+    st.sampled_from(["url", "b64_json", "png", "jpeg", "webp", "auto", "16x16", "32x32", "hd", "vivid", "opaque",
+                     "transparent", MODEL, "low"]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+GENERATION_FIELDS = sorted(name for name, (where, _) in FIELDS.items() if "G" in where)
+EDIT_FIELDS = sorted(name for name, (where, _) in FIELDS.items() if "E" in where and name not in ("image", "mask"))
+
+
+def assert_answer_or_400(answer: httpx.Response, sent: dict) -> None:
+    assert answer.status_code in (200, 400), answer.text[:300]
+    if answer.status_code == 200:
+        assert answer.json()["data"]
+        return
+    error = answer.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and "Traceback" not in error["message"]
+    assert error["param"] is None or error["param"] in sent or error["param"] in ("prompt", "mask"), (error, sorted(sent))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.dictionaries(st.sampled_from(GENERATION_FIELDS + ["extra", "Prompt"]), VALUES, max_size=5),
+       prompt=st.one_of(st.just(PROMPT), st.text(max_size=40), VALUES))
+def test_any_json_body_gets_images_or_a_400_naming_a_field(served, fields, prompt):
+    body = {"prompt": prompt, "size": "16x16", **fields}
+    answer = httpx.post(served.url + "/v1/images/generations", headers={"authorization": f"Bearer {KEY}"},
+                        content=json.dumps(body).encode(), timeout=60)  # NaN and Infinity included
+    assert_answer_or_400(answer, body)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.dictionaries(st.sampled_from(EDIT_FIELDS + ["extra"]), st.one_of(
+           st.text(max_size=10), st.sampled_from(["1", "2", "0", "16x16", "b64_json", "null", "true", "false", "nan"])),
+           max_size=4),
+       image=st.sampled_from(["picture", "garbage", "opaque"]), keep=st.sampled_from([None, 0, 2, 4, "bad"]))
+def test_any_edit_form_gets_images_or_a_400_naming_a_field(served, picture, fields, image, keep):
+    data = {"prompt": PROMPT, "size": "16x16", **fields}
+    files = {"image": ("in.png", {"picture": png(picture), "garbage": b"\x89PNG junk",
+                                  "opaque": png(Image.new("RGB", (32, 32)))}[image], "image/png")}
+    if keep is not None:
+        mask = mask_with(slice(4, 8)) if keep == "bad" else edit_mask(16, 4, keep)
+        files["mask"] = ("mask.png", png(mask if image != "opaque" else mask.resize((32, 32))), "image/png")
+    answer = httpx.post(served.url + "/v1/images/edits", headers={"authorization": f"Bearer {KEY}"}, data=data,
+                        files=files, timeout=60)
+    assert_answer_or_400(answer, {**data, **files})
 
 
 # --- keys ------------------------------------------------------------------------------------------
