@@ -18,7 +18,8 @@ Endpoints
                                   `dalle-lessons-<folder>` for `--checkpoint <folder>`
     GET  /v1/models/{model}
     GET  /v1/files/images/{name}  the images behind `url`s; no key needed: the random name (192 bits)
-                                  is the capability, as with OpenAI's signed URLs; kept an hour at most
+                                  is the capability, as with OpenAI's signed URLs; in memory, an hour at
+                                  most, the newest 1,000 images and 256 MB (image_store.ImageStore)
     GET  /health                  status and counters (queue, batches, store), no key needed
 
 Request fields (G: generations, E: edits) and what the server does with each (FIELDS holds the same):

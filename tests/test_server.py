@@ -336,11 +336,13 @@ def test_a_missing_or_wrong_key_is_a_401(served):
     assert httpx.get(served.url + "/health").status_code == 200  # no key needed to see it is up
 
 
-def test_without_a_key_the_server_takes_any(pipe):
-    with BackgroundServer(create_app(ImagesService(pipe, MODEL))) as running:
-        reply = OpenAI(base_url=running.url + "/v1", api_key="unused", max_retries=0).images.generate(
-            prompt=PROMPT, size="16x16")
-        assert len(reply.data) == 1
+def test_without_a_key_the_server_takes_any_and_without_clip_rerank_is_refused():
+    with BackgroundServer(create_app(ImagesService(tiny_pipeline(), MODEL))) as running:  # a pipeline without CLIP
+        client = OpenAI(base_url=running.url + "/v1", api_key="unused", max_retries=0)
+        assert len(client.images.generate(prompt=PROMPT, size="16x16").data) == 1
+        with pytest.raises(openai.BadRequestError) as error:
+            client.images.generate(prompt=PROMPT, size="16x16", extra_body={"rerank": 4})
+        assert error.value.param == "rerank" and "set_reranker" in error.value.message
 
 
 # --- the image store ------------------------------------------------------------------------------
