@@ -20,7 +20,6 @@ import io
 import os
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -153,8 +152,9 @@ def main() -> None:
           f"{len(ids) - len(set(ids))}, wrong seed or count {len(wrong)}); 429s retried: "
           f"{sum(r['retries'] for r in results)}; failed: {len(results) - len(answered)}")
     print(f"pixel-exact against the one-at-a-time calls: {args.baseline - len(mismatched)} of {args.baseline}")
-    print(f"server batches: {health['batches']}, largest {health['largest_batch']} requests; "
-          f"server memory: {idle:.0f} MB idle, {peak:.0f} MB peak (VmHWM)" if peak else "")
+    memory = f"{idle:.0f} MB idle, {peak:.0f} MB peak (VmHWM)" if idle and peak else "not measured (Linux only)"
+    print(f"server batches: {health['batches']} (the warm-up included), largest {health['largest_batch']} requests; "
+          f"server memory: {memory}")
     if len(answered) != args.requests or wrong or mismatched or len(ids) != len(set(ids)):
         print(f"FAILED: errors {[r['error'] for r in results if not r['ok']][:3]}, wrong {wrong[:5]}, "
               f"mismatched {mismatched[:5]}")
