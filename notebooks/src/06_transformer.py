@@ -22,19 +22,22 @@
 #
 # By the end of this lesson you will have:
 #
-# 1. turned a (caption, image) pair into **one token stream** and seen which position predicts which token;
+# 1. turned a (caption, image) pair into **one token stream**, seen which position predicts which token,
+#    and why a fixed text length makes the paper's start-of-image token unnecessary here;
 # 2. built the **embeddings** (text with one learned pad vector per position, the paper's trick; image
 #    with row and column positions), a **transformer block** and the **whole forward pass** from
 #    scratch, and checked them against `dalle_lessons.transformer.DalleTransformer` with the same weights;
 # 3. built the **loss**: two output heads, one per vocabulary, and cross-entropy weighted **1/8 text,
 #    7/8 image**, and seen why;
 # 4. **trained** a small transformer for a few seconds and watched its loss fall;
-# 5. loaded the **pretrained** course model and measured it: validation losses, how often it guesses the
-#    next image token, whether it really reads the caption, and **which caption words its image tokens
-#    attend to**;
-# 6. counted the paper's **12 billion** parameters.
+# 5. loaded the **pretrained** course model and measured it: validation losses, **where in the picture
+#    the caption matters** (the first cell of each object), and which heads read the colour word of the
+#    object being drawn;
+# 6. counted the paper's **12 billion** parameters;
+# 7. in the exercises, built the stream a start-of-image token needs, and tested two of the model's
+#    habits by experiment: does it use its per-position pads, and does it read word order?
 #
-# The whole notebook runs in about a minute on a laptop CPU.
+# The whole notebook runs in about two minutes on a laptop CPU, most of it the short training run.
 
 # %%
 import math
@@ -59,6 +62,11 @@ from dalle_lessons.train import lr_at
 from dalle_lessons.train_dalle import DalleTrainConfig, TokenData, make_optimizer, token_data, validate
 from dalle_lessons.transformer import DalleTransformer, drop_captions
 
+# %% [markdown]
+# The course model's sizes come from the `cpu` preset; the tokenizer (lesson 02) and the dVAE (lesson 04)
+# are the shipped ones.
+
+# %%
 torch.manual_seed(0)
 torch.set_grad_enabled(False)  # only the training demo (section 6) needs gradients; it turns them on there
 torch.set_printoptions(precision=4, sci_mode=False)
@@ -154,11 +162,11 @@ print(f"{T + N} positions: {T} predict text, {N} predict image")
 # - Position `n_words` predicts the **first pad**: the text loss teaches the model where a caption
 #   *ends*. After that, a pad always follows a pad, which the model learns quickly (those positions cost
 #   almost nothing, which keeps the average text loss low).
-# - The image starts at the **fixed** position 24 whatever the caption's length, because the caption is
-#   padded to 24 tokens (the paper pads to 256). So the model needs no special token to mark where the
-#   image begins: the position says it.
+# - The image starts at the **fixed** stream index 25 (predicted by position 24) whatever the caption's
+#   length, because the caption is padded to 24 slots (the paper pads to 256). The next section says why
+#   that makes a start-of-image token unnecessary.
 # - Some implementations put both vocabularies into one, writing image id `v` as `text_vocab_size + v`
-#   (exercise 1 builds the stream that way). `DalleTransformer` keeps two vocabularies and **two output
+#   (exercise 1 builds a stream that way). `DalleTransformer` keeps two vocabularies and **two output
 #   heads** instead (section 4), and its start token is a learned vector rather than an id.
 #
 # The same layout as a picture: every column is a position, the top row what it reads, the bottom row
@@ -187,6 +195,26 @@ ax.legend(handles=[Patch(color=c, label=k) for k, c in KIND_COLOURS.items()], fo
           loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ### The paper's start-of-image token, and why the course places the boundary by position
+#
+# The paper mentions a **start-of-image token** that marks where the image begins. The course leaves it
+# out: it places the boundary **by position**, and with a fixed text length that is equivalent.
+#
+# Every caption is padded to exactly `T = 24` slots, one learned pad per empty slot (the paper pads to 256
+# the same way). So in every stream the first image token sits at index `T + 1 = 25`, and position `T = 24`
+# predicts it, however many words the caption has. In `DalleTransformer` (`dalle_lessons/transformer.py`)
+# the boundary is this one index, written once: the outputs of positions `0 … T − 1` go to the text head
+# (`h[:, :T]`), those of positions `T … T + N − 1` to the image head (`h[:, T:]`), and position 24 knows
+# where it is from its own learned position embedding, `text_pos[24]`.
+#
+# A start-of-image token in this padded layout, `[start, t₁ … t₂₄, <soi>, i₁ … i₆₄]`, would be the same id
+# at the same index in every stream: position 24 would have to predict `<soi>`, which is always right and
+# teaches nothing, and position 25 would read it and predict `i₁`. One position longer, and no information
+# that the fixed index does not already give. The marker becomes necessary only when the boundary
+# **moves**: in a *packed* layout, with the pads dropped, the image begins right after the last word, at a
+# different index for every caption. Exercise 1 builds that layout and shows how far the boundary moves.
 
 # %% [markdown]
 # ## 2. Embeddings: what each position reads
@@ -227,6 +255,13 @@ def embed_text(net: DalleTransformer, text_ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([start, tokens], dim=1) + net.text_pos.embedding.weight[:T + 1]
 
 
+print("start + caption:", tuple(embed_text(model, text_ids).shape), f"= 1 start + {T} text slots, d_model {cfg.d_model}")
+
+# %% [markdown]
+# The image tokens add a row vector and a column vector to each token's embedding, and the stream is the two
+# parts joined. The last image token is left out: it is predicted, never read.
+
+# %%
 def embed_image(net: DalleTransformer, image_ids: torch.Tensor) -> torch.Tensor:
     """[B, n] image ids (raster order) -> [B, n, d]: token + row + column."""
     cells = torch.arange(image_ids.shape[1])
@@ -297,6 +332,10 @@ def attention(x: torch.Tensor, attn, mask: torch.Tensor) -> torch.Tensor:
     return heads @ attn.proj.weight.T + attn.proj.bias
 
 
+# %% [markdown]
+# The MLP and the block put these together exactly as in the two lines above:
+
+# %%
 def mlp(x: torch.Tensor, m) -> torch.Tensor:
     return F.gelu(x @ m.fc.weight.T + m.fc.bias) @ m.proj.weight.T + m.proj.bias
 
@@ -306,6 +345,12 @@ def block_forward(x: torch.Tensor, block, mask: torch.Tensor) -> torch.Tensor:
     return x + mlp(layer_norm(x, block.ln_2), block.mlp)
 
 
+# %% [markdown]
+# The whole model: embed, run the blocks (each with its attention mask), normalise, and send the first `T`
+# positions to the text head and the other `N` to the image head. Then compare with the library on the
+# batch of section 2.
+
+# %%
 def forward(net: DalleTransformer, text_ids: torch.Tensor, image_ids: torch.Tensor, masks: list[torch.Tensor]):
     """The whole model: embeddings, blocks, final LayerNorm, and one head per vocabulary."""
     h = embed_stream(net, text_ids, image_ids)
@@ -370,7 +415,11 @@ joint_image = F.cross_entropy(joint_logits[:, T:].flatten(0, 1), joint_targets[:
 assert torch.allclose(joint_text, out.text_loss, atol=1e-5) and torch.allclose(joint_image, out.image_loss, atol=1e-5)
 print("one masked head == two heads: same text loss and same image loss")
 
+# %% [markdown]
+# And the cost: the joint head computes a score for every token of both vocabularies at every position,
+# much of which the mask then throws away.
 
+# %%
 def logits_per_pair(text_len: int, n_image: int, v_text: int, v_image: int) -> tuple[int, int]:
     """Logits computed for one pair: one joint head everywhere vs one head per vocabulary."""
     return (text_len + n_image) * (v_text + v_image), text_len * v_text + n_image * v_image
@@ -491,9 +540,11 @@ print(f"train pairs: {len(train_pairs)}, text {tuple(train_pairs.text.shape)}, i
 print(f"image-token frequency baseline: {unigram_loss:.2f} nats (uniform guessing: ln {V_image} = "
       f"{math.log(V_image):.2f})")
 
+# %% [markdown]
+# The model, its optimiser, and two seeded generators: one picks the pairs of each batch, the other draws
+# the caption-dropout coins. 200 validation pairs measure the model before and after.
+
 # %%
-# NBVAL_IGNORE_OUTPUT
-# (a progress bar, and losses whose last digits depend on the machine's arithmetic)
 demo_cfg = replace(cfg, d_model=128, n_layers=2, n_heads=4)
 demo_train = DalleTrainConfig(steps=150, batch_size=32, lr=2e-3, lr_warmup=15)
 demo = DalleTransformer(demo_cfg, generator=torch.Generator().manual_seed(0)).to(device)
@@ -502,7 +553,16 @@ batch_rng = torch.Generator().manual_seed(1)  # which pairs go in each batch
 dropout_rng = torch.Generator(device=device).manual_seed(2)  # caption dropout
 val_few = TokenData(val_pairs.text[:200], val_pairs.image[:200])
 before = validate(demo, val_few)
+print(f"demo model: {demo.num_parameters():,} parameters; before training: val text loss "
+      f"{before['val_text_loss']:.2f}, val image loss {before['val_image_loss']:.2f}")
 
+# %% [markdown]
+# Each step: set the learning rate of the schedule, draw a batch, run the model (its loss is the weighted
+# cross-entropy of section 4), backpropagate, clip the gradient norm, and update.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# (a progress bar, and losses whose last digits depend on the machine's arithmetic)
 history = []
 demo.train()
 with torch.enable_grad():
@@ -517,7 +577,6 @@ with torch.enable_grad():
         optimizer.step()
         history.append((output.loss.item(), output.text_loss.item(), output.image_loss.item()))
 after = validate(demo, val_few)
-print(f"{demo.num_parameters():,} parameters")
 for name, row in (("before", before), ("after", after)):
     print(f"{name:>6}: val text loss {row['val_text_loss']:.2f}, val image loss {row['val_image_loss']:.2f}, "
           f"image accuracy {row['val_image_accuracy']:.1%}")
@@ -599,40 +658,40 @@ demo_result = validate(demo.cpu(), TokenData(val_text, val_image))  # the librar
 assert result.image_loss < demo_result["val_image_loss"] - 0.2  # far better than the demo model
 
 # %% [markdown]
-# Accuracy is not the same everywhere in the picture. Which cells hold part of a shape is known from the
-# scenes themselves (a cell is an "object cell" when any of its 4×4 pixels differs from the background).
-# Background cells are easy once the first tokens have shown the background; the object cells are where
-# the caption has to be read.
+# ### Where in the picture does the caption matter?
+#
+# An average hides where the work is. Most of the 64 cells are background, which the first few tokens
+# give away. The interesting cells hold the shapes, and among them one kind stands out: **the first cell
+# of each object** in raster order. When the model predicts it, every cell read so far (the rows above, the
+# cells to the left) is background; nothing but the caption says that an object starts here, and which.
+#
+# The scenes themselves say which cells each object covers: render the object alone on its background,
+# and a cell belongs to it when any of its 4×4 pixels differs from the background.
 
 # %%
+def cells_covered(obj, background: str) -> torch.Tensor:
+    """[64] bool: the image cells that one object covers, found by rendering it alone."""
+    alone = to_tensor(render(Scene((obj,), background), 32))
+    differs = (alone - torch.tensor(BACKGROUNDS[background])[:, None, None] / 255).abs().amax(0) > 0.1
+    return differs.view(g, 4, g, 4).any(3).any(1).flatten()
+
+
 val_scenes = ShapesDataset("val", VAL)  # the same scenes as val_pairs, in the same order
 assert torch.equal(tokenizer.encode_batch([val_scenes.item_caption(i) for i in range(VAL)]), val_text)
-pixels = val_scenes.images_uint8().float() / 255  # [VAL, 3, 32, 32]
-background = torch.tensor([BACKGROUNDS[s.background] for s in val_scenes.scenes]) / 255  # [VAL, 3]
-differs = (pixels - background[:, :, None, None]).abs().amax(1) > 0.1  # [VAL, 32, 32]
-object_cells = differs.view(VAL, g, 4, g, 4).any(4).any(2).flatten(1)  # [VAL, 64]
-
-fig, (left, right) = plt.subplots(1, 2, figsize=(7, 3))
-shown = left.imshow(correct.float().mean(0).view(g, g), vmin=0, vmax=1, cmap="viridis")
-left.set(title="accuracy per cell", xticks=range(g), yticks=range(g))
-fig.colorbar(shown, ax=left, fraction=0.046)
-right.bar(["background cells", "object cells"],
-          [correct[~object_cells].float().mean().item(), correct[object_cells].float().mean().item()],
-          color=["#c6dbef", "#e8702a"])
-right.set(ylim=(0, 1), title="accuracy by kind of cell")
-plt.tight_layout()
-plt.show()
-print(f"object cells: {object_cells.float().mean():.0%} of all cells")
-print(f"accuracy: background cells {correct[~object_cells].float().mean():.0%}, "
-      f"object cells {correct[object_cells].float().mean():.0%}")
-assert correct[~object_cells].float().mean() > correct[object_cells].float().mean()
+covered = [[cells_covered(obj, s.background) for obj in s.objects] for s in val_scenes.scenes]
+object_cells = torch.stack([torch.stack(masks).any(0) for masks in covered])  # [VAL, 64]
+first_cells = torch.zeros(VAL, N, dtype=torch.bool)  # the first cell of each object, in raster order
+for i, masks in enumerate(covered):
+    for mask in masks:
+        first_cells[i, mask.nonzero()[0]] = True
+later_cells = object_cells & ~first_cells
+print(f"of {VAL * N} cells: {int((~object_cells).sum())} background, {int(first_cells.sum())} first cells of "
+      f"an object, {int(later_cells.sum())} other object cells")
 
 # %% [markdown]
-# ### Does it read the caption?
-#
-# A model could get a low image loss by modelling pictures alone and ignoring the words. Test it: the same
-# images with the **empty caption** (which caption dropout trained it for), and with **the wrong captions**
-# (each image paired with another pair's caption). Look at the object cells above all.
+# Now score every image token with three captions: the pair's **own**, the **empty caption** (which caption
+# dropout trained the model for), and **another pair's caption** (each image paired with its neighbour's).
+# A model that modelled pictures alone and ignored the words would score all three alike.
 
 # %%
 def image_token_losses(image_logits: torch.Tensor) -> torch.Tensor:
@@ -643,17 +702,35 @@ def image_token_losses(image_logits: torch.Tensor) -> torch.Tensor:
 losses_with = {"its own caption": image_token_losses(result.image_logits),
                "the empty caption": image_token_losses(dalle(dalle.empty_text(VAL), val_image).image_logits),
                "another pair's caption": image_token_losses(dalle(val_text.roll(1, dims=0), val_image).image_logits)}
-print(f"image loss with {'':24} {'all cells':>9} {'background':>10} {'object cells':>12}")
-for name, ce in losses_with.items():
-    print(f"{name:40} {ce.mean():9.2f} {ce[~object_cells].mean():10.2f} {ce[object_cells].mean():12.2f}")
-own, empty, wrong = (losses_with[name][object_cells].mean() for name in losses_with)
-assert own < empty - 0.1 and empty < wrong - 0.2
+cell_kinds = {"background": ~object_cells, "first cell of an object": first_cells, "other object cells": later_cells}
+print(f"{'image loss (nats), read with:':28} {'own':>6} {'empty':>6} {'another':>8}   top guess right (own)")
+for kind, cells in cell_kinds.items():
+    own_, empty_, wrong_ = (losses_with[name][cells].mean() for name in losses_with)
+    print(f"{kind:28} {own_:6.2f} {empty_:6.2f} {wrong_:8.2f}   {correct[cells].float().mean():21.0%}")
+own, empty, wrong = (losses_with[name][first_cells].mean() for name in losses_with)
+assert own < empty - 0.5 and empty < wrong - 1.0  # the caption decides the first cells
+assert own > 3 * losses_with["its own caption"][later_cells].mean()  # and they are the hard ones
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3))
+for k, (name, ce) in enumerate(losses_with.items()):
+    heights = [ce[cells].mean().item() for cells in cell_kinds.values()]
+    bars = ax.bar([x + 0.27 * (k - 1) for x in range(len(cell_kinds))], heights, 0.27, label=name)
+    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+ax.set_xticks(range(len(cell_kinds)), list(cell_kinds))
+ax.set(ylabel="image loss (nats per token)", title="the pretrained model, 128 validation pairs")
+ax.legend(fontsize=8, title="read with", title_fontsize=8)
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
-# On the object cells, the caption makes the difference. Without one, the model has to guess the colour, the
-# shape and the place; with a wrong one, it confidently expects what the wrong caption says, which costs more
-# than guessing. (With teacher forcing, the true cells already drawn give much away once an object has
-# begun, so the caption matters most for each object's first cells.) The background cells care least.
+# The first cell of each object is where the model is least sure (its top guess is right far less often) and
+# where the caption matters most: without one, the model can only guess whether and which object starts
+# here; with a wrong one, it confidently expects something else, which costs more than guessing. Once an
+# object has begun, the cells already drawn give much of the rest away (teacher forcing shows them the
+# true tokens), so the other object cells are cheaper and lean on the caption less. The background barely
+# cares. This is also why sampling (lesson 07) can go wrong where an object begins: a sampled first cell
+# is drawn without the true one to lean on.
 #
 # ### How training went
 #
@@ -690,7 +767,8 @@ assert final["val_image_loss"] < recorded[0]["val_image_loss"]
 # Attention weights are computed inside `CausalSelfAttention` and thrown away. A **forward hook** on each
 # layer's attention module gets the module's input (the LayerNormed stream) and output each time it runs,
 # so we can recompute the weights from the layer's own query and key projections, exactly as in section 3.
-# To be sure the recomputation is right, it must also reproduce the module's output.
+# To be sure the recomputation is right, it must also reproduce the module's output. The hook keeps the
+# rows of the image-predicting positions and the columns of the start vector and the caption.
 
 # %%
 captured = {}
@@ -709,7 +787,10 @@ def capture_attention(layer: int):
         captured[layer] = weights[:, :, T:, :T + 1]  # image-predicting queries -> start + caption: [B, H, N, T + 1]
     return hook
 
+# %% [markdown]
+# Attach one hook per layer, run the model once on 100 validation pairs, and take the hooks off again.
 
+# %%
 hooks = [block.attn.register_forward_hook(capture_attention(i)) for i, block in enumerate(dalle.blocks)]
 PAIRS = 100
 dalle(val_text[:PAIRS], val_image[:PAIRS])
@@ -720,7 +801,8 @@ print(f"captured {len(captured)} layers x {cfg.n_heads} heads of attention weigh
 
 # %% [markdown]
 # First, where does an image position's attention go, layer by layer: to the start vector, to caption
-# words, to the pads, or to the image tokens before it?
+# words, to the pads, or to the image tokens before it? Each softmax row sums to 1, so what the start and
+# the caption slots do not get goes to earlier image tokens.
 
 # %%
 is_word = (val_text[:PAIRS] != cfg.pad_id)  # [PAIRS, T]
@@ -734,39 +816,35 @@ for layer in range(cfg.n_layers):
     split.append([start.mean().item(), words.mean().item(), pad_mass.mean().item(), image_mass.mean().item()])
 split = torch.tensor(split)
 assert torch.allclose(split.sum(1), torch.ones(cfg.n_layers), atol=1e-4)
+print(f"on average, image positions give {split[:, 1].mean():.0%} of their attention to caption words, "
+      f"{split[:, 2].mean():.0%} to pads and {split[:, 3].mean():.0%} to earlier image tokens")
+assert split[:, 1].mean() > 0.05  # the caption is read, in every model worth shipping
 
+# %%
 fig, ax = plt.subplots(figsize=(6, 2.8))
 bottom = torch.zeros(cfg.n_layers)
 for column, (label, colour) in enumerate(zip(("start", "caption words", "pads", "image tokens"),
                                              KIND_COLOURS.values())):
     ax.bar(range(1, cfg.n_layers + 1), split[:, column], bottom=bottom, color=colour, label=label)
     bottom += split[:, column]
-ax.set(xlabel="layer", ylabel="share of attention", title="where image positions look (mean over heads)")
+ax.set(xlabel="layer", ylabel="share of attention", title="where image positions look (mean over heads)",
+       xticks=range(1, cfg.n_layers + 1))
 ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
 plt.tight_layout()
 plt.show()
-print(f"on average, image positions give {split[:, 1].mean():.0%} of their attention to caption words, "
-      f"{split[:, 2].mean():.0%} to pads and {split[:, 3].mean():.0%} to earlier image tokens")
-assert split[:, 1].mean() > 0.05  # the caption is read, in every model worth shipping
 
 # %% [markdown]
 # The caption words get a real share, and so do the pads: the learned pad slots of section 2 are read too.
+# (Read, but are they *used*? Exercise 2 finds out by experiment.)
 #
 # Now single heads. A scene with two objects is a good test of whether a head *looks up* what it needs:
 # while the model draws the cells of the first object, does it read that object's colour word, and while it
-# draws the second, the other one? For every two-object pair among the 100, render each object alone to know
-# which cells it covers, find its colour word in the caption, and measure for each head the attention from
-# an object's cells to **its own** colour word minus the attention to **the other** colour word.
+# draws the second, the other one? For every two-object pair among the 100, take the cells only one of the
+# objects covers (from `covered` above), find each object's colour word in the caption, and measure for
+# each head the attention from an object's cells to **its own** colour word and to **the other** one.
 
 # %%
 colour_of_token = {tokenizer.vocab()["Ġ" + word]: colour for colour, words in COLOR_WORDS.items() for word in words}
-
-
-def cells_covered(obj, background: str) -> torch.Tensor:
-    """[64] bool: the image cells that one object covers, found by rendering it alone."""
-    alone = to_tensor(render(Scene((obj,), background), 32))
-    differs = (alone - torch.tensor(BACKGROUNDS[background])[:, None, None] / 255).abs().amax(0) > 0.1
-    return differs.view(g, 4, g, 4).any(3).any(1).flatten()
 
 
 def colour_word_keys(text: torch.Tensor, scene) -> list[int] | None:
@@ -782,14 +860,18 @@ def colour_word_keys(text: torch.Tensor, scene) -> list[int] | None:
 
 two_object = []  # (pair, [colour key of each object], [cells only that object covers])
 for i in range(PAIRS):
-    pair_scene = val_scenes.scenes[i]
-    keys = colour_word_keys(val_text[i], pair_scene) if len(pair_scene.objects) == 2 else None
+    keys = colour_word_keys(val_text[i], val_scenes.scenes[i]) if len(covered[i]) == 2 else None
     if keys is not None:
-        a, b = (cells_covered(obj, pair_scene.background) for obj in pair_scene.objects)
+        a, b = covered[i]
         if (a & ~b).any() and (b & ~a).any():
             two_object.append((i, keys, [a & ~b, b & ~a]))
+print(f"{len(two_object)} two-object pairs whose colour words are said once each")
 
+# %% [markdown]
+# For one head, average over those pairs and over both objects: the attention an object's cells give to its
+# own colour word, and to the other object's.
 
+# %%
 def own_and_other(layer: int, head: int) -> tuple[float, float]:
     """Mean attention from an object's cells to its own colour word, and to the other object's."""
     own = other = 0.0
@@ -802,83 +884,40 @@ def own_and_other(layer: int, head: int) -> tuple[float, float]:
 
 
 scores = {(layer, head): own_and_other(layer, head) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)}
+binding = torch.tensor([[scores[layer, head][0] - scores[layer, head][1] for head in range(cfg.n_heads)]
+                        for layer in range(cfg.n_layers)])  # [layers, heads]: own minus other
 heads = sorted(scores, key=lambda lh: scores[lh][1] - scores[lh][0])[:3]  # biggest own - other first
-print(f"{len(two_object)} two-object pairs; attention from an object's cells to the colour words:")
-print(f"{'':16} {'its own':>8} {'the other':>10}")
+print(f"{'':16} {'its own':>8} {'the other':>10}   colour word, attention from an object's cells")
 for layer, head in heads:
     own, other = scores[layer, head]
     print(f"layer {layer + 1}, head {head} {own:8.1%} {other:10.1%}")
-typical = torch.tensor([own - other for own, other in scores.values()]).median().item()
-print(f"median head: own minus other = {typical:+.1%}")
+print(f"median head: own minus other = {binding.median():+.1%}")
 best_own, best_other = scores[heads[0]]
 assert best_own > 1.5 * best_other and best_own - best_other > 0.03
 
-# %% [markdown]
-# Most heads do not care which colour word they read, but a few do: they read the colour of the object being
-# drawn. Here is the strongest head on the pair of section 1, first over the picture (the attention of each
-# image position to each colour word, placed on the cell that position predicts), then over the caption.
-
 # %%
-def draw_over_caption(ax, pieces: list[str], weights: torch.Tensor, title: str) -> None:
-    """Each caption token in a box whose darkness is its attention weight (scaled to the row's maximum)."""
-    x, strength = 0.0, (weights / weights.max()).tolist()
-    for piece, s in zip(pieces, strength):
-        word = piece.replace("Ġ", "")
-        ax.text(x, 0.5, word, fontsize=9, va="center", color="white" if s > 0.55 else "black",
-                bbox={"boxstyle": "round,pad=0.25", "facecolor": plt.cm.Blues(0.08 + 0.9 * s), "linewidth": 0})
-        x += 0.012 * len(word) + 0.035
-    ax.set_xlim(0, 1)
-    ax.set_title(title, fontsize=8, loc="left")
-    ax.axis("off")
-
-
-pair = EXAMPLE  # the pair of section 1: two objects, two colour words
-assert torch.equal(val_text[pair], text_ids[0])
-keys = colour_word_keys(val_text[pair], scene)
-cells = [cells_covered(obj, scene.background) for obj in scene.objects]
-pieces = tokenizer.tokens(caption)
-best_layer, best_head = heads[0]
-fig, axes = plt.subplots(1, 3, figsize=(8, 2.9))
-axes[0].imshow(image.permute(1, 2, 0), interpolation="nearest")
-axes[0].set_title("the picture", fontsize=9)
-for ax, key, covered in zip(axes[1:], keys, cells):
-    ax.imshow(captured[best_layer][pair, best_head, :, key].view(g, g), vmin=0, vmax=1, cmap="magma")
-    ax.set_title(f"attention to {pieces[key - 1].replace('Ġ', '')!r}", fontsize=9)
-    for cell in covered.nonzero().flatten().tolist():  # outline the cells of the object of that colour
-        ax.add_patch(plt.Rectangle((cell % g - 0.5, cell // g - 0.5), 1, 1, fill=False, edgecolor="white",
-                                   linewidth=0.8))
-for ax in axes:
-    ax.set_xticks([])
-    ax.set_yticks([])
-fig.suptitle(f"layer {best_layer + 1}, head {best_head}: each image position's attention to a colour word",
-             fontsize=9)
+fig, ax = plt.subplots(figsize=(5.5, 2.6))
+limit = binding.abs().max().item()
+shown = ax.imshow(100 * binding, cmap="RdBu_r", vmin=-100 * limit, vmax=100 * limit)
+for layer, head in heads:
+    ax.text(head, layer, f"{100 * binding[layer, head]:+.0f}", ha="center", va="center", fontsize=8,
+            color="white" if binding[layer, head] > 0.6 * limit else "black")
+ax.set(xlabel="head", ylabel="layer", xticks=range(cfg.n_heads), yticks=range(cfg.n_layers),
+       yticklabels=range(1, cfg.n_layers + 1), title="own colour word minus the other's (percentage points)")
+ax.title.set_fontsize(9)
+fig.colorbar(shown, ax=ax, fraction=0.04)
 plt.tight_layout()
 plt.show()
-
-fig, axes = plt.subplots(2 * len(heads), 1, figsize=(7, 0.5 * 2 * len(heads) + 0.3))
-for row, (layer, head) in enumerate(heads):
-    for k in (0, 1):
-        weights = captured[layer][pair, head, cells[k], 1:n_words + 1].mean(0)  # mean over the object's cells
-        colour_word = pieces[keys[k] - 1].replace("Ġ", "")
-        draw_over_caption(axes[2 * row + k], pieces, weights,
-                          f"layer {layer + 1}, head {head}, from the cells of the {colour_word} object")
-plt.tight_layout()
-plt.show()
-for k in (0, 1):  # on this one pair: the strongest head's attention to each colour word
-    w = captured[best_layer][pair, best_head, cells[k] & ~cells[1 - k]]
-    own_word, other_word = (pieces[key - 1].replace("Ġ", "") for key in (keys[k], keys[1 - k]))
-    print(f"cells of the {own_word} object: {w[:, keys[k]].mean():.0%} on {own_word!r}, "
-          f"{w[:, keys[1 - k]].mean():.0%} on {other_word!r}")
 
 # %% [markdown]
-# White outlines mark the cells of the object of that colour. Averaged over all the two-object pairs (the
-# table above), the strongest head reads the colour word of the object being drawn more than the other one;
-# on a single pair, as here, the picture can be clearer or murkier than that average, so read the two
-# printed lines before you believe the maps. Binding each colour word to the right object is exactly what
-# two-object captions and the held-out colour–shape pairs put to the test, and lesson 07 measures how often
-# the small model manages it. Attention maps are a hint about what a model does, not a proof:
-# a head can attend to a word and make little use of it. The caption test above (a wrong caption raises
-# the loss on the object cells) is the stronger evidence that the words are used.
+# Most heads do not care which colour word they read (the white squares), but a few heads, all in one layer,
+# do: from the cells of an object they read that object's colour far more than the other one. Binding each
+# colour word to the right object is exactly what two-object captions and the held-out colour–shape pairs
+# put to the test, and lesson 07 measures how often the small model manages it when it draws.
+#
+# Attention maps are a hint about what a model does, not a proof: a head can attend to a word and make
+# little use of it. The stronger evidence is an intervention that changes the input and measures the loss,
+# like the wrong caption above. The exercises run two more: one on the pads, one on word order.
 #
 # ## 8. At the paper's scale
 #
@@ -910,91 +949,146 @@ assert 11.5e9 < big.num_parameters() < 12.5e9
 #
 # ## 9. Exercises
 #
-# Each exercise is a function for you to fill in: replace `raise NotImplementedError` with your code and
-# run the cell below it. The check compares your function with the library's conventions and says, in
-# plain words, what is wrong. Solutions are in [solutions/06_transformer.ipynb](solutions/06_transformer.ipynb).
+# Each exercise asks for something this lesson has not shown: a variation, a new piece, or an experiment.
+# Replace `raise NotImplementedError` with your code and run the cell below it; the check says, in plain
+# words, what is wrong. Solutions are in [solutions/06_transformer.ipynb](solutions/06_transformer.ipynb).
 
 # %%
-from dalle_lessons.exercises.l06_transformer import check_stream, check_text_embedding, check_weighted_loss
+from dalle_lessons.exercises.l06_transformer import check_one_pad_losses, check_packed_stream, check_shuffle_words
 
 # %% [markdown]
-# ### Exercise 1: the stream, its inputs and its targets
+# ### Exercise 1: a stream with a start-of-image token
 #
-# Write `my_stream(text_ids, image_ids, text_vocab_size, bos_id)` for the **one-vocabulary** layout of
-# section 1: `text_ids` is `[B, T]`, `image_ids` is `[B, N]`; the stream is `[bos | text | image]`, with
-# image id `v` written as `text_vocab_size + v` and `bos_id` a start id. Return `(inputs, targets)`, both
-# `[B, T + N]`: what each position reads, and the token it must predict.
+# Section 1 placed the text/image boundary by position, which works because every caption is padded to `T`
+# slots. Many implementations instead **pack** the stream: no pads, one shared vocabulary (image id `v`
+# written as `text_vocab_size + v`), and a start-of-image token that says where the image begins.
+#
+# Write `packed_stream(text_ids, image_ids, text_vocab_size, pad_id, bos_id, soi_id)`: `text_ids` is `[B, T]`
+# (captions padded with `pad_id`), `image_ids` is `[B, N]`. Return a list of `B` 1-D tensors, one stream per
+# pair: `[bos_id, the caption's words (its pads dropped), soi_id, image ids + text_vocab_size]`.
+# *Predict first:* for the 8 validation pairs of section 2, at which indices will the first image token
+# sit? (In the course's layout: always 25.)
 
 # %%
-def my_stream(text_ids: torch.Tensor, image_ids: torch.Tensor, text_vocab_size: int,
-              bos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def packed_stream(text_ids: torch.Tensor, image_ids: torch.Tensor, text_vocab_size: int, pad_id: int,
+                  bos_id: int, soi_id: int) -> list[torch.Tensor]:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_stream(my_stream)
-
-# %% [markdown]
-# ### Exercise 2: the text embedding, with one pad vector per position
-#
-# Write `my_text_embedding(text_ids, token_table, pad_table, position_table, pad_id)`: `text_ids` is
-# `[B, T]`; `token_table` is `[vocab, d]`; `pad_table` and `position_table` are `[T, d]`. Return `[B, T, d]`:
-# at position `t`, `token_table[id]`, or `pad_table[t]` where the id is `pad_id`, plus `position_table[t]`.
-# (This is `embed_text` of section 2 without the start vector.)
+ok = check_packed_stream(packed_stream)
 
 # %%
-def my_text_embedding(text_ids: torch.Tensor, token_table: torch.Tensor, pad_table: torch.Tensor,
-                      position_table: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+if not ok:
+    print("Finish exercise 1 first, then run this cell.")
+else:
+    bos_id, soi_id = V_text + V_image, V_text + V_image + 1  # two new ids after both vocabularies
+    streams = packed_stream(val_batch.text, val_batch.image, V_text, cfg.pad_id, bos_id, soi_id)
+    starts = [int((stream == soi_id).nonzero()[0]) + 1 for stream in streams]
+    print("first image token at index:", starts, f"  (course layout: always {T + 1})")
+    print("stream lengths:            ", [len(stream) for stream in streams], f"  (course layout: always {1 + T + N})")
+
+# %% [markdown]
+# ### Exercise 2 (experiment): one pad vector for every position
+#
+# Section 2 gave each of the 24 text slots its own learned pad vector, the paper's choice, and section 7
+# found that image positions give a fifth of their attention to the pads. But does the model *use* which
+# slot a pad is in? Test it: replace every pad vector by **one shared vector, the mean of the 24**, and
+# measure the losses again.
+#
+# Write `one_pad_losses(model, text_ids, image_ids)`: the `(text_loss, image_loss)` that `model` gets on
+# these pairs when every row of its pad table (`model.pad_emb.weight`) is replaced by their mean. Leave
+# `model` itself unchanged: the rest of the notebook still uses it. *Predict first:* the pretrained model's
+# image loss is 0.15 nats on the 128 validation pairs. With one shared pad, will it stay, rise a little
+# (0.2?), or rise toward the empty caption's 0.29? And on empty captions, where all 24 slots are pads?
+
+# %%
+def one_pad_losses(model: DalleTransformer, text_ids: torch.Tensor, image_ids: torch.Tensor) -> tuple[float, float]:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_text_embedding(my_text_embedding)
-
-# %% [markdown]
-# ### Exercise 3: the weighted loss
-#
-# Write `my_dalle_loss(text_logits, image_logits, text_targets, image_targets, text_weight, image_weight)`:
-# logits are `[B, n, vocab]`, targets `[B, n]`. Return the scalar `text_weight · CE_text + image_weight ·
-# CE_image`, each cross-entropy a mean over its own tokens. It must stay differentiable: it is what training
-# calls `.backward()` on.
+ok = check_one_pad_losses(one_pad_losses)
 
 # %%
-def my_dalle_loss(text_logits: torch.Tensor, image_logits: torch.Tensor, text_targets: torch.Tensor,
-                  image_targets: torch.Tensor, text_weight: float = 1 / 8, image_weight: float = 7 / 8) -> torch.Tensor:
+if not ok:
+    print("Finish exercise 2 first, then run this cell.")
+else:
+    shared_text, shared_image = one_pad_losses(dalle, val_text, val_image)
+    empty_shared = one_pad_losses(dalle, dalle.empty_text(VAL), val_image)[1]
+    print(f"{VAL} validation pairs{'':14} {'text loss':>9} {'image loss':>10}")
+    print(f"{'own captions, 24 pad vectors':32} {result.text_loss:9.3f} {result.image_loss:10.3f}")
+    print(f"{'own captions, one shared pad':32} {shared_text:9.3f} {shared_image:10.3f}")
+    print(f"{'empty captions, 24 pad vectors':32} {'':9} {losses_with['the empty caption'].mean():10.3f}")
+    print(f"{'empty captions, one shared pad':32} {'':9} {empty_shared:10.3f}")
+
+# %% [markdown]
+# ### Exercise 3 (experiment): does the model read word order?
+#
+# "a red circle left of a blue square" and "a blue circle left of a red square" have the same words. A model
+# that read captions as a bag of words could not tell them apart. Write `shuffle_words(text_ids, pad_id,
+# generator)`: a copy of `text_ids` in which each caption's words are put in a random order, one permutation
+# per caption drawn with `torch.randperm(n, generator=generator)`, and every pad stays where it is.
+# (Strictly you shuffle tokens, but nearly every Shapes word is a single token.)
+#
+# The cell after the check measures the image loss on the object cells with shuffled captions, next to the
+# own and the empty captions of section 7, for one-object and two-object scenes apart. *Predict first:* will
+# shuffling cost nearly nothing (the model reads a bag of words), as much as no caption at all (it reads only
+# sentences it knows), or something in between? And will one- and two-object scenes differ?
+
+# %%
+def shuffle_words(text_ids: torch.Tensor, pad_id: int, generator: torch.Generator) -> torch.Tensor:
     # Your code here.
     raise NotImplementedError
 
 
-ok = check_weighted_loss(my_dalle_loss)
+ok = check_shuffle_words(shuffle_words)
+
+# %%
+if not ok:
+    print("Finish exercise 3 first, then run this cell.")
+else:
+    shuffled = shuffle_words(val_text, cfg.pad_id, torch.Generator().manual_seed(0))
+    losses_with["shuffled words"] = image_token_losses(dalle(shuffled, val_image).image_logits)
+    two = torch.tensor([len(s.objects) == 2 for s in val_scenes.scenes])[:, None]
+    print(f"image loss on object cells with   {'one object':>10} {'two objects':>12}")
+    for name in ("its own caption", "shuffled words", "the empty caption"):
+        ce = losses_with[name]
+        print(f"{name:33} {ce[object_cells & ~two].mean():10.2f} {ce[object_cells & two].mean():12.2f}")
 
 # %% [markdown]
 # ## Takeaways
 #
-# - DALL·E's transformer reads a caption and an image as **one stream**, `[start | text | image]`, and
-#   every position predicts the next token: text positions the caption (and where it ends), image positions
-#   the image, position 24 the first image token.
-# - Each position reads **token embedding + position**: text positions have learned positions and, where
-#   the caption has ended, **one learned pad vector per position** (the paper's choice over masking pads);
-#   image tokens get **row + column** embeddings.
-# - The model is a stack of **pre-LayerNorm blocks** (attention, then MLP, each added back to the residual
-#   stream), a final LayerNorm and **two heads**: text positions only score text tokens, image positions
-#   only image tokens, which is a masked joint head minus the wasted logits.
-# - The loss is **cross-entropy, 1/8 text + 7/8 image**, each a mean over its own tokens: the image is what
-#   DALL·E is for; the text term still teaches it language.
-# - The pretrained course model predicts image tokens far better than their frequencies, does worse on the
-#   shapes with an empty caption and worse still with a wrong one, and some of its heads read the colour
-#   word of the object being drawn.
+# - DALL·E's transformer reads a caption and an image as **one stream**, `[start | text | image]`, and every
+#   position predicts the next token. With the text padded to a fixed length, the boundary is a fixed index
+#   (position 24 predicts the first image token), so a start-of-image token would add nothing here.
+# - Each position reads a **token embedding plus its position**: text slots have learned positions and, where
+#   the caption has ended, **one learned pad vector per slot** (the paper's choice over masking pads); image
+#   tokens get **row + column** embeddings.
+# - The model is a stack of **pre-LayerNorm blocks** and **two heads**, one per vocabulary: a masked joint
+#   head without the wasted logits. The paper's is 12 billion parameters: 64 layers of 62 heads, `d_model`
+#   3968, 256 text then 1,024 image tokens.
+# - The loss is **maximum likelihood**: cross-entropy weighted **1/8 text + 7/8 image**, each a mean over its
+#   own tokens. There is no contrastive loss in DALL·E's transformer; contrastive learning is CLIP's, used
+#   to rerank samples ([lesson 08](08_reranking_with_clip.ipynb)).
+# - Measured on the pretrained model: the caption matters most at **the first cell of each object** (1.0 nats
+#   with its own caption, 2.5 with none, 5.4 with a wrong one), and a few heads read the colour word of the
+#   object being drawn. Attention shows where a model looks; interventions show what it uses.
 #
-# **Getting DALL·E right.**
+# ## Check your understanding
 #
-# - The transformer is trained by **maximum likelihood**: plain next-token cross-entropy over text and image
-#   tokens. There is **no contrastive loss** in it. Contrastive learning is CLIP's, a separate model used
-#   afterwards to **rerank** the transformer's samples (512 per caption in the paper; [lesson 08](08_reranking_with_clip.ipynb)).
-# - DALL·E is **12 billion** parameters: 64 layers, 62 heads of 64, `d_model` 3968, 256 text tokens
-#   (vocabulary 16,384) then 1,024 image tokens (vocabulary 8,192). It never sees pixels; the dVAE does.
-# - Caption dropout and classifier-free guidance are **not** in the 2021 paper; the course adds them for
-#   lesson 07.
+# 1. Position 24 reads the last text slot and predicts the first image token. Why does the course's layout
+#    need no start-of-image token, and in which layout would one be needed?
+# 2. Each loss term is a mean over its own tokens. What share of the paper's loss would the text get with one
+#    mean over all 1,280 tokens instead, and why did the paper not want that?
+# 3. A joint head over both vocabularies, with the wrong half masked to −∞, gives exactly the same losses as
+#    two heads. Why exactly the same, and what do two heads save?
+# 4. With teacher forcing, the first cell of each object costs about five times more than its other cells.
+#    Why, and what does that suggest about where sampling (lesson 07) goes wrong?
+# 5. Image positions give about a fifth of their attention to pads. Does that show the model relies on its
+#    per-position pad vectors? What measurement would?
+#
+# The answers are in the [solutions notebook](solutions/06_transformer.ipynb).
 #
 # **Next: [07 · sampling](07_sampling.ipynb)**, which makes the model draw: it samples image tokens one at a
 # time, with a KV cache, top-k and guidance, and the dVAE turns them into pictures.
