@@ -66,7 +66,8 @@ def one_vocabulary_stream(text_ids, image_ids, text_vocab_size, pad_id, bos_id, 
 
 @pytest.mark.parametrize("wrong, phrase", [
     (course_layout, "the course's own layout"),
-    (one_vocabulary_stream, "should return a list of 3 streams"),
+    (one_vocabulary_stream, "like (inputs, targets) of a padded stream"),
+    (lambda *args: packed(*args)[:2], "should return a list of 3 streams"),
     (_rows(lambda b, t, w, s, i, v: [b, t, s, i + v]), "you kept the pads"),
     (_rows(lambda b, t, w, s, i, v: [b, w, i + v]), "start-of-image token is missing"),
     (_rows(lambda b, t, w, s, i, v: [w, s, i + v]), "start token is missing"),

@@ -107,6 +107,10 @@ def _as_streams(got, batch: int, what: str) -> list[torch.Tensor]:
     if isinstance(got, torch.Tensor):
         raise Feedback(f"{what} returned one tensor of shape {tuple(got.shape)}. Return a list with one 1-D "
                        "tensor per pair: packed streams have different lengths, which is the point.")
+    if (isinstance(got, tuple) and len(got) == 2 and batch != 2
+            and all(isinstance(t, torch.Tensor) and t.dim() == 2 for t in got)):
+        raise Feedback(f"{what} returned two 2-D tensors, like (inputs, targets) of a padded stream. Return the "
+                       f"streams themselves: a list of {batch} 1-D tensors, one per pair, with no pads.")
     if not isinstance(got, (list, tuple)) or len(got) != batch:
         length = f" of length {len(got)}" if isinstance(got, (list, tuple)) else ""
         raise Feedback(f"{what} should return a list of {batch} streams (one 1-D tensor per pair), but it "
