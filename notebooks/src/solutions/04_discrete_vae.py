@@ -135,3 +135,38 @@ assert by_cell[2:6, 2:6].mean() > 2 * corners.mean()
 # grid, where objects most often sit, varies most, and two columns (2 and 5) stand out. Lesson 01's
 # scene layout is the place to look for why: a measurement like this one is how you find out what a
 # tokenizer spends its vocabulary on.
+
+# %% [markdown]
+# ## Check your understanding: answers
+#
+# 1. **Why relax.** The Gumbel-max sample is an argmax, so its gradient with respect to the logits is zero
+#    almost everywhere: the reconstruction loss cannot tell the encoder which code would have been better.
+#    The Gumbel-softmax replaces the argmax by a softmax at temperature `τ`, which is differentiable, so the
+#    gradient flows into the logits. The cost is a mismatch: the decoder trains on *blends* of code vectors
+#    that it never receives at inference, where `encode` hands it single argmax codes. Annealing `τ` to 1/16
+#    shrinks the blends; the course's last phase (no noise for the last 20 %, argmax codes with the
+#    straight-through gradient) trains on exactly the codes `encode` produces.
+# 2. **The transformer is the prior.** For a one-hot `q` (all its mass on the argmax tokens `z*`),
+#    `KL(q ‖ p_ψ) = Σ q ln q − Σ q ln p_ψ = 0 − ln p_ψ(y, z*)`: the negative log-likelihood of the caption and
+#    the image tokens under the transformer. Minimizing it over `ψ` is exactly minimizing the transformer's
+#    cross-entropy, and since `φ` and `θ` are frozen, every nat it saves raises the same lower bound on
+#    `ln p(x, y)` that stage 1 started with a uniform prior (399 nats per image for 64 tokens, against about
+#    9 for the shipped transformer).
+# 3. **β ≠ 1.** With `β = 6.6` the objective is a weighted trade-off (a β-VAE), not a bound on the
+#    log-likelihood: it charges the encoder more for confident, uneven code use than the bound does. The
+#    paper's explanation for the better reconstruction (its footnote 4) is that with a small `β` the noise of
+#    the relaxation leads the optimizer to *reduce* codebook usage early in training; a larger `β` keeps the
+#    encoder's distributions spread over many codes, so more codes stay in use and receive gradient, and
+#    the decoder ends with a richer vocabulary, hence a smaller reconstruction error at convergence.
+# 4. **The Gaussian reading.** It assumes the MSE stands for a Gaussian likelihood whose variance `σ²` equals
+#    the model's own squared error (the variance that fits the Gaussian best), so that
+#    `MSE + β·KL ∝ NLL + β/(2σ²)·KL`. The MSE does not say which `σ²` it means; that is an assumption. As
+#    training goes on the error falls, `σ²` falls with it, and `β/(2σ²)` keeps rising even when `β` is fixed:
+#    in the shipped run from about 4.6 at step 1,500 to about 8 at step 2,000.
+# 5. **Two schedules, two worries.** The paper's early `β` protects the codebook: it speculates that without
+#    it the relaxation's noise shrinks codebook usage early, and that never recovers. The course's late `β`
+#    protects the codes' meaning: in its early trial a KL term from the first step pulled every cell toward
+#    the uniform distribution and the decoder toward the mean image, before any code meant anything. While
+#    `β` is 0, the course keeps its codebook in use by other means: dead-code restarts (a code that falls out
+#    of use becomes a copy of a busy one) and bounded cosine logits. The shipped run's history shows codes in
+#    use rising from 252 at step 250 to 387 at step 500, with `β` still 0 (it starts to rise at step 600).
