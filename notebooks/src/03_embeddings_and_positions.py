@@ -26,7 +26,8 @@
 # 4. met **learned** positions, which GPT and DALL·E use;
 # 5. built **row + column** embeddings for the image grid, DALL·E's way of telling the transformer where
 #    an image token sits in the picture;
-# 6. checked all of it against `dalle_lessons.positional`, which lesson 06 uses to build the transformer.
+# 6. checked all of it against `dalle_lessons.positional`, which lesson 06 uses to build the transformer;
+# 7. looked at what training did to the row and column vectors of the course's shipped transformer.
 #
 # Nothing is trained here: the cells run in seconds.
 
@@ -417,6 +418,61 @@ print(f"row + column: same row/column {in_line.mean():.2f}, elsewhere {elsewhere
 assert in_line.mean() > 0.35 and elsewhere.abs().mean() < 0.15
 
 # %% [markdown]
+# ### After training
+#
+# That is the structure at initialization. Does training keep it? The shipped transformer of lesson 06
+# (`data/dalle-cpu.safetensors`, trained by `python -m dalle_lessons train dalle --preset cpu --seed 0`
+# for 3,000 steps) has the same two tables, started from the same kind of noise (normal, std 0.02). Here
+# is the same picture for its trained row + column vectors, beside our untrained ones:
+
+# %%
+from dalle_lessons import checkpoints
+from dalle_lessons.paths import data_dir
+
+shipped = checkpoints.load(data_dir() / "dalle-cpu.safetensors")  # lesson 06's trained transformer
+trained_table = shipped.image_pos()  # [64, D]: row[t // g] + col[t % g] for every image token
+assert trained_table.shape == image_positions.shape
+maps["row + column, trained"] = cosine_similarity(trained_table)[query].reshape(g, g)
+
+fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
+for ax, name, label in zip(axes, ("row + column", "row + column, trained"), ("untrained", "trained")):
+    image = ax.imshow(maps[name], cmap="viridis", vmin=-0.2, vmax=1)
+    ax.set(title=f"row + column, {label}:\nsimilarity to token {query}", xticks=range(g), yticks=range(g))
+    ax.title.set_fontsize(9)
+fig.colorbar(image, ax=axes)
+plt.show()
+
+# %% [markdown]
+# The cross survives training, sharper than before. Split by where a token sits relative to token 21, and
+# with the lengths of the row and column vectors (both started at about `0.02 · √D ≈ 0.39`):
+
+# %%
+def same_row_column_elsewhere(similarity: torch.Tensor, r: int = 2, c: int = 5) -> list[float]:
+    """Mean similarity to cell (r, c) of the cells in its row, in its column, and everywhere else."""
+    same_row = torch.cat([similarity[r, :c], similarity[r, c + 1:]]).mean()
+    same_column = torch.cat([similarity[:r, c], similarity[r + 1:, c]]).mean()
+    elsewhere = similarity[torch.arange(g) != r][:, torch.arange(g) != c].mean()
+    return [same_row.item(), same_column.item(), elsewhere.item()]
+
+
+for name, rows_table, cols_table in (("untrained", row_emb.weight, col_emb.weight),
+                                     ("trained", shipped.image_pos.row.weight, shipped.image_pos.col.weight)):
+    key = "row + column" if name == "untrained" else "row + column, trained"
+    same_row, same_column, rest = same_row_column_elsewhere(maps[key])
+    print(f"{name:>9}: same row {same_row:5.2f}, same column {same_column:5.2f}, elsewhere {rest:5.2f}   "
+          f"|row| {rows_table.norm(dim=-1).mean():.2f}, |column| {cols_table.norm(dim=-1).mean():.2f}")
+trained_split = same_row_column_elsewhere(maps["row + column, trained"])
+assert min(trained_split[:2]) > 0.2 and abs(trained_split[2]) < 0.15
+
+# %% [markdown]
+# Training kept the design: a token's position vector still says "row 2" and "column 5", and cells that
+# share neither stay close to 0. It also made both kinds of vector longer, so positions weigh more
+# against the token embeddings they are added to, and the column vectors grew longer than the row vectors,
+# so a shared column now counts for more than a shared row. Whether training also made *neighbouring* rows
+# or neighbouring text positions alike, as sinusoids are by construction, is exercise 3's experiment:
+# predict it before you measure.
+
+# %% [markdown]
 # How much does this save? Position parameters for the image tokens, per preset:
 
 # %%
@@ -552,21 +608,34 @@ else:
 # - Attention is blind to order. Without positions, *"a red circle left of a blue square"* and
 #   *"a blue square left of a red circle"* give the transformer the same set of vectors. Positions are
 #   **added** to token embeddings before attention, whose non-linear mixing makes them count.
-# - Sinusoidal positions are a fixed formula: values in [-1, 1], nearby positions similar, similarity
-#   depending only on distance, and a shift by `k` is a rotation of each (sin, cos) pair.
-# - Learned positions are a trained table, random until training shapes them. GPT and DALL·E use them.
+# - Sinusoidal positions are a fixed formula: values in [-1, 1], similarity depending only on distance, a
+#   shift by `k` a rotation of each (sin, cos) pair. Learned positions are a trained table, noise until
+#   training shapes them.
 # - For an image grid, a row embedding plus a column embedding (`2g` vectors instead of `g²`) tells the
-#   model which tokens share a row or a column, before any training.
+#   model which tokens share a row or a column before any training; the shipped model's trained tables
+#   keep that cross, with the column counting for more than the row.
+# - **Getting DALL·E right:** DALL·E does not use the sinusoids of the original Transformer. Like GPT-3 it
+#   **learns** its positions, with **separate** tables for text and image (a learned **row** plus a learned
+#   **column** embedding); and its padding is not one shared pad vector but one learned pad embedding per
+#   text position.
 #
-# **Getting DALL·E right.**
+# ## Check your understanding
 #
-# - DALL·E does not use the sinusoidal encoding of the original Transformer. Like GPT-3, it **learns**
-#   its positions, with **separate** tables for text and image, and the image table is a learned
-#   **row** embedding plus a learned **column** embedding.
-# - The image tokens are one long sequence only in the order they are read and generated (raster order);
-#   their position embeddings, and the row, column and convolutional attention masks of lesson 05,
-#   keep the 2-D grid in view.
-# - Padding is not one shared pad vector: DALL·E learns one pad embedding per text position.
+# 1. Summing `token + position` over a caption is still blind to word order, yet attention over the same
+#    vectors is not. Why the difference?
+# 2. With a causal mask, a token "can count how many tokens it is allowed to see" (section 2). Why do
+#    causal models still get explicit positions?
+# 3. Compare a flat learned table of `g²` image positions with a row + column table of `2g` vectors. What
+#    does each give the model from the start, and what can the flat table express that row + column cannot?
+# 4. In the trained row + column map, a shared column makes two positions more alike than a shared row. If
+#    different rows' and columns' vectors are nearly orthogonal, what is the cosine similarity of two
+#    positions that share only a column, in terms of the vector lengths? Check it against the printed
+#    numbers.
+# 5. A sinusoidal table can be evaluated at any position; section 4's learned table refuses a position past
+#    its end. Why did DALL·E not need the sinusoids' ability to go further, and what would a learned
+#    table's extra row be if you simply added one?
+#
+# The answers are in the [solutions notebook](solutions/03_embeddings_and_positions.ipynb).
 #
 # **Next: [04 · the discrete VAE](04_discrete_vae.ipynb)**, which turns images into the grid of tokens
 # these row and column embeddings describe.

@@ -121,3 +121,49 @@ assert rows[0].abs() < 0.05 and rows[3:].max() < -0.05  # rows: neighbours not a
 # negative from offset 4 on). The grid's fine geometry reaches the model another way: row and
 # column vectors that are *distinct*, combined by attention. Small models learn only what the loss
 # rewards, and a trained table need not look like the formula we might have guessed.
+
+# %% [markdown]
+# ## Check your understanding: answers
+#
+# 1. **Sum versus attention.** Addition is commutative: the sum over a caption is (sum of tokens) + (sum of
+#    positions), and the second term is the same for any order, so the pairing of each token with its
+#    position is lost. Attention compares the vectors *before* anything is summed: its dot products see
+#    `red + position 1` against `circle + position 2`, and its softmax weights depend on those pairs
+#    non-linearly, so moving a word to another position changes the result.
+# 2. **Counting is not enough.** A causal token can infer its position only indirectly, for example from how
+#    much weight it can give the first token (about `1/(t + 1)` of a uniform average), a signal that fades
+#    as the sequence grows and that every layer would have to learn to decode. An explicit position vector
+#    hands the model the same fact, exactly, at the cost of one addition; and a model without a causal mask
+#    (a bidirectional encoder such as BERT) has nothing to count with at all.
+# 3. **Flat or row + column.** The row + column table starts out knowing which tokens share a row or a
+#    column (section 5's cross), and it needs only `2g` vectors, each trained by `g` tokens. The flat table
+#    knows nothing until training, and each of its `g²` vectors is trained only by its own cell. What the
+#    flat table can express that the sum cannot: a vector for a cell that is not "row part + column part",
+#    for instance something special about one corner alone. The layers after the embedding can still
+#    combine row and column non-additively, so the sum is less of a restriction than it looks.
+# 4. **Why the column wins.** For two positions `p = r₁ + c` and `p' = r₂ + c`, with the row vectors nearly
+#    orthogonal to each other and to `c`, `p · p' ≈ |c|²` and `|p| |p'| ≈ |r|² + |c|²`, so the cosine is about
+#    `|c|² / (|r|² + |c|²)`; two positions sharing only a row give `|r|² / (|r|² + |c|²)`. The column vectors
+#    grew longer than the row vectors, so the column's share is the larger. The last cell of this
+#    notebook puts in the lengths of row 2 and column 5 (token 21 of the lesson) and compares with the
+#    trained map.
+#
+# 5. **No longer sequences.** DALL·E's stream has a fixed length: at most 256 text tokens (padded to 256)
+#    and exactly 1,024 image tokens. It never meets a position past the end, so extrapolation buys nothing,
+#    and a learned table can fit whatever layout helps. An extra learned row would be whatever its
+#    initialization drew (normal noise, std 0.02), a vector the trained layers have never seen; the model's
+#    output there would be unpredictable, which is why the library raises an error instead.
+
+# %%
+g = cfg.image_grid
+row_2, column_5 = trained.image_pos.row.weight[2].norm().item(), trained.image_pos.col.weight[5].norm().item()
+predicted_column = column_5**2 / (row_2**2 + column_5**2)
+predicted_row = row_2**2 / (row_2**2 + column_5**2)
+unit = torch.nn.functional.normalize(trained.image_pos().detach().double(), dim=-1)
+similarity = (unit @ unit[2 * g + 5]).view(g, g)
+measured_column = torch.cat([similarity[:2, 5], similarity[3:, 5]]).mean().item()
+measured_row = torch.cat([similarity[2, :5], similarity[2, 6:]]).mean().item()
+print(f"|row 2| = {row_2:.2f}, |column 5| = {column_5:.2f}")
+print(f"shared column: predicted {predicted_column:.2f}, measured {measured_column:.2f}")
+print(f"shared row:    predicted {predicted_row:.2f}, measured {measured_row:.2f}")
+assert abs(predicted_column - measured_column) < 0.1 and abs(predicted_row - measured_row) < 0.1
