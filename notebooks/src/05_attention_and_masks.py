@@ -29,7 +29,8 @@
 # 4. built DALL·E's four attention masks over the `[text | image]` stream (causal text, image sees all
 #    text, and image-to-image **row**, **column** and **convolutional** patterns), drawn them, and
 #    checked them against the library;
-# 5. counted what each mask **costs**, at our scale and at the paper's 1,280 tokens.
+# 5. looked inside the **trained** transformer: where its heads, free to attend anywhere, actually look;
+# 6. counted what each mask **costs**, at our scale and at the paper's 1,280 tokens.
 #
 # Nothing is trained here: the whole notebook runs in seconds.
 
@@ -187,13 +188,16 @@ def multi_head_attention(x: torch.Tensor, mask: torch.Tensor | None = None) -> t
     heads = attention_weights(q, k, mask) @ v  # [B, H, n, head_dim]: every head at once
     return heads.transpose(1, 2).reshape(B, n, d_model) @ W_o + b_o  # concatenate the heads, mix them
 
+# %% [markdown]
+# On a batch of 2 sequences of 6 tokens, and checked against a plain loop over the heads, each reading its
+# own slice of the columns:
 
+# %%
 x = torch.randn(2, 6, d_model, generator=gen)  # a batch of 2 sequences of 6 tokens
 print("x:", tuple(x.shape), "-> queries per head:", tuple(split_heads(x @ W_q).shape), "(B, H, n, head_dim)")
 y = multi_head_attention(x)
 print("output:", tuple(y.shape))
 
-# The same thing with a loop over heads, each reading its own slice of the columns:
 q, k, v = x @ W_q + b_q, x @ W_k + b_k, x @ W_v + b_v
 per_head = []
 for h in range(H):
@@ -397,7 +401,11 @@ def conv(i: int, j: int, g: int, kernel: int) -> bool:
 
 RULES = {"full": full, "row": row, "column": column, "conv": conv}
 
+# %% [markdown]
+# The whole mask puts the rule into the image-to-image block and fills the other three blocks by the table
+# above: causal text, no image for text queries, all text for image queries.
 
+# %%
 def my_dalle_mask(T: int, g: int, rule, kernel: int = KERNEL) -> torch.Tensor:
     """[T + g*g, same] over [text | image]: causal text, image sees all text, `rule` image to image."""
     n = T + g * g
@@ -412,7 +420,11 @@ def my_dalle_mask(T: int, g: int, rule, kernel: int = KERNEL) -> torch.Tensor:
                 mask[i, j] = rule(i - T, j - T, g, kernel)
     return mask
 
+# %% [markdown]
+# Each of the four, built from its rule, must equal the library's `dalle_mask` at our scale and on a
+# smaller stream of 6 text tokens and a 4×4 image:
 
+# %%
 masks = {}
 for kind, rule in RULES.items():
     masks[kind] = my_dalle_mask(T, g, rule)
@@ -470,6 +482,11 @@ def draw_on_grid(ax, allowed: torch.Tensor, query: int, g: int, title: str) -> N
 LEGEND = [Patch(color="#e8702a", label="the query token"), Patch(color="#3b75af", label="attended"),
           Patch(color="#dddddd", label="earlier, not attended"), Patch(facecolor="white", edgecolor="#999999",
                                                                       label="later (the future)")]
+
+# %% [markdown]
+# Each mask's row for that token, drawn on the grid:
+
+# %%
 query = 4 * g + 3  # row 4, column 3
 fig, axes = plt.subplots(1, 4, figsize=(10, 3))
 for ax, (kind, mask) in zip(axes, masks.items()):
@@ -585,7 +602,130 @@ print(f"the model's masks == dalle_mask({T} + 1, {g}, kind), cropped to {T + N} 
 # however far back in the stream it is. If the caption reached the lower rows only by being relayed from
 # image token to image token, it would take many layers and could fade on the way. Dense image-to-text
 # attention hands every image token the caption directly, in every layer, and text is the short part of
-# the stream (256 of 1,280 positions). The next section counts the price.
+# the stream (256 of 1,280 positions). Section 6 counts the price.
+#
+# ### Real heads: what a trained model does with dense attention
+#
+# The masks hard-wire *where* an image token may look. The course's shipped transformer
+# (`data/dalle-cpu.safetensors`, trained by `python -m dalle_lessons train dalle --preset cpu --seed 0`;
+# lesson 06 trains it) has no such rule: it uses dense causal attention, 4 layers of 8 heads. What did its
+# heads learn to look at? Attention weights are computed inside each layer and thrown away, so a **forward
+# hook** recomputes them from the layer's own input, with section 1's `attention_weights` (lesson 06 does the
+# same for the caption words). The recomputation must give the layer's output back exactly.
+#
+# One detail of the stream (lesson 06 builds it): the model reads `[start, caption, image cells 0 … 62]`,
+# and the position holding image cell `m` **predicts cell `m + 1`**. Below, every map is drawn from the
+# point of view of the cell being predicted.
+
+# %%
+from dalle_lessons.pipeline import TextToImage
+from dalle_lessons.shapes import ShapesDataset
+
+
+def captured_attention(model: DalleTransformer, text_ids: torch.Tensor, image_ids: torch.Tensor) -> list:
+    """Every layer's weights from image positions to image positions: one [B, H, N - 1, N - 1] per layer."""
+    weights, T1 = [], model.config.text_seq_len + 1  # stream: start + caption, then image cells 0 .. N - 2
+
+    def hook(module, inputs, output):
+        x = inputs[0]
+        B, n, C = x.shape
+        q, k, v = (t.view(B, n, module.n_heads, module.head_dim).transpose(1, 2) for t in module.qkv(x).split(C, 2))
+        w = attention_weights(q, k, causal_mask(n))  # section 1's function, causal as the model is
+        assert torch.allclose(module.proj((w @ v).transpose(1, 2).reshape(B, n, C)), output, atol=1e-4)
+        weights.append(w[:, :, T1:, T1:])  # image cell m (predicting m + 1) -> image cells 0 .. m
+
+    hooks = [block.attn.register_forward_hook(hook) for block in model.blocks]
+    model(text_ids, image_ids)
+    for handle in hooks:
+        handle.remove()
+    return weights
+
+# %% [markdown]
+# 32 validation pairs from the Shapes world, their captions tokenized and their pictures turned into tokens by
+# the pipeline's own tokenizer and dVAE, go through the trained model and through an untrained one of the
+# same shape:
+
+# %%
+pipe = TextToImage.from_pretrained(device="cpu")  # tokenizer + dVAE + the trained transformer
+trained = pipe.transformer.eval()
+untrained = DalleTransformer(trained.config, generator=torch.Generator().manual_seed(0)).eval()
+val = ShapesDataset("val", 32)
+text_ids = pipe.tokenizer.encode_batch([val.item_caption(i) for i in range(len(val))])
+image_ids = pipe.dvae.encode(val.images_uint8().float() / 255).flatten(1)  # [32, 64]
+attention = {"trained": captured_attention(trained, text_ids, image_ids),
+             "untrained": captured_attention(untrained, text_ids, image_ids)}
+print(f"{trained.config.n_layers} layers x {trained.config.n_heads} heads, weights {tuple(attention['trained'][0].shape)} "
+      "per layer: [pairs, heads, image queries, image keys]; each layer's output reproduced: True")
+
+# %% [markdown]
+# Here is layer 1, every head, for the position that predicts the cell at row 4, column 3 (the query of the
+# pictures above), averaged over the 32 pairs. Each map shows how that position's attention to the image is
+# spread over the cells already written; the orange square is the cell being predicted.
+
+# %%
+target = 4 * g + 3  # the cell being predicted: row 4, column 3; the query holds cell target - 1
+fig, axes = plt.subplots(2, 8, figsize=(10, 3.1))
+for row_axes, name in zip(axes, ("trained", "untrained")):
+    mean_map = attention[name][0][:, :, target - 1, :target].mean(0)  # layer 1: [heads, cells 0 .. target - 1]
+    for head, ax in enumerate(row_axes):
+        picture = torch.full((N,), float("nan"))
+        picture[:target] = mean_map[head]
+        ax.imshow(picture.view(g, g), cmap="viridis", vmin=0, vmax=0.2)
+        ax.add_patch(plt.Rectangle((target % g - 0.5, target // g - 0.5), 1, 1, color="#e8702a"))
+        ax.set(xticks=[], yticks=[])
+        ax.set_title(f"head {head}", fontsize=8)
+    row_axes[0].set_ylabel(name, fontsize=9)
+fig.suptitle("layer 1: attention to earlier image cells (mean over 32 pairs)", fontsize=10)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The untrained heads spread their weight evenly (every earlier cell a faint, equal share). The trained
+# ones look **near the cell they predict**, mostly at the row just above it: head 5 here at the cell directly
+# above, head 2 at that cell and its right-hand neighbour. Measured over every image query from the second row on: the share of each head's image
+# attention that falls inside the paper's row window and inside a causal 5×5 window, against what evenly
+# spread attention would give.
+
+# %%
+M = N - 1  # image positions that are read (the last cell is only predicted)
+windows = {"row window": row_mask(g)[:M, :M], f"conv k={KERNEL}": image_mask("conv", g, kernel=KERNEL)[:M, :M]}
+visible = torch.arange(g + 1, M + 1)  # the position holding cell m (m = g .. M - 1) sees cells 0 .. m
+even = {kind: (window[g:].sum(-1) / visible).mean().item() for kind, window in windows.items()}
+print("share of image attention inside each window: mean over the 8 heads (best head)")
+print(f"{'even spread':>19}:  " + "   ".join(f"{kind} {value:.2f}" for kind, value in even.items()))
+results = {}
+for name in ("untrained", "trained"):
+    for layer, w in enumerate(attention[name]):
+        shares = [((w * window).sum(-1) / w.sum(-1))[:, :, g:].mean((0, 2)) for window in windows.values()]
+        results[name, layer] = shares
+        print(f"{name:>9}, layer {layer + 1}:  " + "   ".join(
+            f"{kind} {share.mean():.2f} ({share.max():.2f})" for kind, share in zip(windows, shares)))
+assert all((results["untrained", layer][0] - even["row window"]).abs().max() < 0.05 for layer in range(4))
+assert results["trained", 0][0].max() > even["row window"] + 0.2
+
+# %% [markdown]
+# And the single cell directly above the one being predicted (`g − 1` cells before the cell the position
+# holds):
+
+# %%
+w = attention["trained"][0]  # layer 1: [pairs, heads, 63, 63]; query m holds cell m, predicts m + 1
+on_above = w.diagonal(offset=-(g - 1), dim1=2, dim2=3)  # weight of query m on cell m - (g - 1), m >= g - 1
+above = (on_above / w.sum(-1)[:, :, g - 1:]).mean((0, 2))  # as a share of each query's image attention
+even_above = (1 / torch.arange(g, M + 1).double()).mean().item()  # the cell above is 1 of the m + 1 visible
+best = int(above.argmax())
+print("layer 1, share of image attention on the cell above, per head:", " ".join(f"{v:.2f}" for v in above.tolist()))
+print(f"head {best}: {above[best]:.0%} of its image attention on that one cell; an even spread gives {even_above:.0%}")
+assert above[best] > 5 * even_above
+
+# %% [markdown]
+# Dense attention let every head look anywhere, and the first layer's heads chose to look **close**: well
+# above the even share inside the row window and the small convolutional window, and one head spends more
+# than a third of its image attention on the single cell directly above the one it predicts, a cell that
+# the paper's row window always includes. The later layers spread out more; one reading is that their
+# inputs already carry each cell's neighbourhood, gathered by layer 1. This is the locality DALL·E's masks
+# **hard-wire**, so that a 1,024-token image does not pay for every pair. Our small model found it on its
+# own, but still scores all 2,016 image-to-image pairs in every layer. (An attention map is a hint about
+# what a head does, not a proof: a head can look at a cell and make little use of it.)
 #
 # ## 6. What each mask costs
 #
@@ -604,7 +744,11 @@ def cost_rows(T: int, g: int, kernel: int) -> dict[str, dict[str, int]]:
                       "image→image": int(mask[T:, T:].sum()), "total": int(mask.sum())}
     return rows
 
+# %% [markdown]
+# At three scales: our stream with the picture's `k = 5` window, our stream with the preset's `k = 11`,
+# and the paper's 256 + 32×32 stream:
 
+# %%
 scales = {f"course: {T} + {g}x{g}, conv k = {KERNEL}": (T, g, KERNEL),
           f"course: {T} + {g}x{g}, conv k = {cfg.conv_kernel}": (T, g, cfg.conv_kernel),
           f"paper: {paper.text_seq_len} + {paper.image_grid}x{paper.image_grid}, conv k = {paper.conv_kernel}":
@@ -709,7 +853,7 @@ from dalle_lessons.exercises.l05_attention import (check_alibi_attention, check_
 # change the scores themselves. **ALiBi** (Press et al. 2022, "Train Short, Test Long") subtracts a
 # penalty that grows with the distance: head `h` scores query `i` against key `j ≤ i` as
 #
-# $$rac{q_i \cdot k_j}{\sqrt d} - m_h\,(i - j)$$
+# $$\frac{q_i \cdot k_j}{\sqrt d} - m_h\,(i - j)$$
 #
 # with one slope `m_h` per head (a geometric series such as 1/2, 1/4, 1/8, …, so some heads look far
 # and some look close). Write `my_alibi_attention(q, k, v, slopes)` for `q, k` `[B, H, n, d]`, `v`
@@ -793,33 +937,41 @@ else:
 # %% [markdown]
 # ## Takeaways
 #
-# - Attention is `softmax(QKᵀ/√d) V`: each token takes a weighted average of the others' values,
-#   weighted by how well its query matches their keys. The √d keeps the scores' spread at about 1
-#   whatever the head width, so the softmax does not saturate.
-# - Multi-head attention is a reshape: `H` heads of `d_model / H` numbers run as one batched attention,
-#   then one matrix mixes them.
+# - Attention is `softmax(QKᵀ/√d) V`: each token takes a weighted average of the others' values, weighted
+#   by how well its query matches their keys; the √d keeps the scores' spread at about 1, so the softmax
+#   does not saturate. Multi-head attention is a reshape: `H` heads run as one batched attention, then one
+#   matrix mixes them.
 # - A **mask** says which keys each query may read (True = may attend; masked scores become `-inf`,
 #   weight 0). The causal mask makes one pass over the stream train every next-token prediction at once
 #   without letting any position see its answer. It is also what makes the **KV cache** exact.
-# - DALL·E's masks: causal text, every image token sees **all** the text, and image-to-image attention
-#   is **row** (a sliding window of the previous `g` tokens, reaching the one above), **column** or,
-#   in the last layer, a causal `11 × 11` **convolutional** window. Row then column already connects
-#   every earlier token.
+# - DALL·E's masks: causal text, every image token sees **all** the text in every layer, and image-to-image
+#   attention is **row** (a sliding window of the previous `g` tokens that wraps into the row above, not
+#   "attend within your own row"), **column** or, in the last layer, a causal `11 × 11` **convolutional**
+#   window. Row then column already connects every earlier token.
 # - The sparse masks cut image-to-image pairs to a few percent at the paper's scale; the dense
-#   image-to-text block then dominates, and the paper keeps it.
+#   image-to-text block then dominates. Our dense model found locality on its own: its first layer's heads
+#   look at the row above the cell they predict, one of them mostly at the cell directly above.
+# - **Getting DALL·E right:** the transformer is trained by **maximum likelihood** over one stream
+#   `[text | image]` (text weighted 1/8, image 7/8): no contrastive and no adversarial loss. Contrastive
+#   learning belongs to CLIP, used afterwards to rerank samples ([lesson 08](08_reranking_with_clip.ipynb)).
+#   The sparse masks are a compute trick, not a different objective.
 #
-# **Getting DALL·E right.**
+# ## Check your understanding
 #
-# - DALL·E's transformer is trained by **maximum likelihood** over one stream `[text | image]`: plain
-#   next-token cross-entropy (text weighted 1/8, image 7/8). No contrastive loss and no adversarial loss:
-#   contrastive learning belongs to CLIP, used afterwards to rerank samples ([lesson 08](08_reranking_with_clip.ipynb)).
-# - The sparse masks are a **compute trick, not a different objective**. Each image token is still
-#   predicted from earlier tokens only; the masks just limit which earlier image tokens a given layer
-#   reads, and stacked layers reach the rest.
-# - Image tokens always see the **whole** caption, in every layer. Only image-to-image attention is
-#   sparse, and no layer of the paper uses dense image-to-image attention.
-# - The paper's "row" attention is a sliding window that wraps into the row above (its Fig. 11a), not
-#   "attend within your own row"; its convolutional mask wraps the same way.
+# 1. What would go wrong at the start of training if a model with 64-dimensional heads left out the √d?
+#    And why √d, not `d`?
+# 2. Why does one causally masked pass over the stream give the same outputs as `n` separate passes over
+#    the prefixes, and why does the same fact make the KV cache exact?
+# 3. Text queries never read image keys, yet every image query reads all the text. Why is the first
+#    forbidden and the second allowed?
+# 4. The course keeps the paper's 11 × 11 convolutional window on an 8 × 8 grid, where it is nearly dense.
+#    Why are sparse masks a tool for long sequences, and why do the library's masks, even sparse ones, save
+#    no computation?
+# 5. One head of the trained model puts more than a third of its image attention on the cell directly above
+#    the one it predicts. Why might that cell be so useful in the Shapes world, and what does the dense
+#    model still pay for that the paper's masks would save?
+#
+# The answers are in the [solutions notebook](solutions/05_attention_and_masks.ipynb).
 #
 # **Next: [06 · the transformer](06_transformer.ipynb)**, which stacks these attention layers into DALL·E's
 # transformer and trains it.

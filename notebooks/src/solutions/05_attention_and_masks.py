@@ -128,3 +128,36 @@ assert depths == {"row (paper)": 8, "column": None, "conv k=3 (paper)": 7, "conv
 #
 # A stack that never connects is not useless (every token still sees all the text), but some pairs of
 # image cells can then only be coordinated through the caption.
+
+# %% [markdown]
+# ## Check your understanding: answers
+#
+# 1. **The √d.** A dot product of two vectors of 64 independent entries of variance 1 has variance 64, a
+#    spread of about 8. Fed to a softmax, scores that far apart give nearly all the weight to the largest
+#    one: the softmax saturates, its gradient for every other key is close to 0, and the heads barely learn
+#    which keys matter. Dividing by √d brings the variance back to 1 at any width, since the *standard
+#    deviation* grows as √d. Dividing by `d` would shrink the variance to `1/d`: all scores near 0, nearly
+#    uniform attention, and weights that must grow large before a head can be selective.
+# 2. **One pass, all prefixes.** With the causal mask, the output at position `t` depends only on tokens
+#    `0 … t` (every other operation acts on one position at a time), so it is exactly what a pass over that
+#    prefix alone computes. For the same reason a token's keys and values, in every layer, depend only on the
+#    tokens up to it: appending new tokens never changes them, so computing them once and keeping them (the
+#    KV cache) gives exactly the full pass.
+# 3. **Text first.** The stream is `[text | image]`, modelled one token at a time: the caption is predicted
+#    before any image token exists. A text position that read image keys would read the future: in training
+#    it could copy what it should predict, and when generating those tokens are not there yet. Every image
+#    token comes after the whole caption, so all of the text is in its past, and reading it is exactly what
+#    the picture needs in order to follow the caption.
+# 4. **Sparse masks and compute.** Dense attention scores every pair, a number that grows with the square of
+#    the sequence, while a row or column window grows only linearly; at 88 tokens the whole matrix is small,
+#    at 1,280 it is not. And a mask saves work only if the kernel skips the masked pairs, as the Sparse
+#    Transformer's block-sparse GPU kernels do. The library hands dense boolean masks to
+#    `scaled_dot_product_attention`, which scores every pair and then discards the masked ones: the masks
+#    change what each token sees, not the speed.
+# 5. **The cell above.** Shapes scenes are flat backgrounds and solid shapes, so the cell above the one
+#    being predicted usually shows the same thing (background above background, the same object's colour
+#    inside an object), and the dVAE's code there says much about the code below; with the cell to the left
+#    (the token the query position holds) it is the nearest context a raster-order model has. The dense model
+#    still scores all 2,016 image-to-image pairs in every layer (63 positions, each against every earlier
+#    one), while the paper's row window keeps at most `g + 1` keys per query; at 1,024 image tokens that is
+#    the difference between about half a million pairs per layer and about 34,000.
