@@ -199,7 +199,11 @@ def merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
             i += 1
     return out
 
+# %% [markdown]
+# `merge` scans left to right, so when pairs overlap (`a a a`) the left one wins. On the start words, the
+# most frequent pairs:
 
+# %%
 assert merge([5, 6, 7, 5, 6], (5, 6), 99) == [99, 7, 99]
 assert merge([5, 5, 5], (5, 5), 99) == [99, 5]  # overlapping pairs: the left one wins
 
@@ -246,7 +250,10 @@ def train_bpe(words, vocab, vocab_size, choose=most_frequent):
         history.append((1 + len(vocab), tokens_per_caption(words)))
     return merges, vocab, history, ties
 
+# %% [markdown]
+# Trained up to the course's text vocabulary of 512, the first merges, and how many were decided by a tie:
 
+# %%
 merges, vocab, history, ties = train_bpe(start_words, vocab, cfg.text_vocab_size)
 print(f"learned {len(merges)} merges; vocabulary: 1 pad + 256 bytes + {len(merges)} = {1 + len(vocab)}")
 print(f"{'step':>4}  {'pair':<18}{'new token':<12}")
@@ -502,7 +509,7 @@ from dalle_lessons.exercises.l02_tokenization import (check_longest_match, check
 # BPE merges the most **frequent** pair. WordPiece (BERT's tokenizer) trains the same loop with another
 # rule: it merges the pair with the highest
 #
-# $$	ext{score}(a, b) = rac{	ext{count}(a\,b)}{	ext{count}(a)\,	ext{count}(b)}$$
+# $$\text{score}(a, b) = \frac{\text{count}(a\,b)}{\text{count}(a)\,\text{count}(b)}$$
 #
 # where `count(a)` is how often token `a` occurs, each word weighted by its frequency, like
 # `count_pairs`. Write `my_wordpiece_pair(words)`: given `{word as a tuple of ids: frequency}` (the
@@ -560,23 +567,32 @@ ok = check_stream_decode(my_stream_decode)
 # - Characters make sequences too long; words leave the vocabulary open. **Subwords** are the
 #   compromise, and **byte-level** BPE guarantees that no text is ever unknown: at worst it falls
 #   back to bytes.
-# - BPE training is *count adjacent pairs, merge the most frequent, repeat*, inside words only.
-#   Encoding replays the merges in the order they were learned. Decoding joins bytes, then decodes.
-# - Ties between equally frequent pairs need a rule. `tokenizers` picks the smallest pair of ids; with
-#   that rule our from-scratch BPE and the library learn identical merges and give identical ids.
+# - BPE training is *count adjacent pairs, merge the most frequent, repeat*, inside words only; encoding
+#   replays the merges in the order they were learned. Ties need a rule: with the one of `tokenizers`
+#   (the smallest pair of ids), our from-scratch BPE and the library learn identical merges and ids.
 # - Captions that do not fit are never cut silently: a warning names the count and the limit, or
 #   `on_overflow="error"` refuses. Empty captions are refused unless asked for (guidance needs them).
+# - **Getting DALL·E right:** DALL·E (2021) has **no separate text encoder**: the caption's BPE tokens go
+#   into the same decoder-only transformer as the image tokens, as the first part of one sequence
+#   (DALL·E 2, a different model, conditions on CLIP text embeddings). Its text vocabulary is its own BPE
+#   of **16,384** tokens on **lowercased** captions, up to **256** text tokens, not GPT-3's 50,257; text
+#   and image ids (8,192 dVAE codes) are separate vocabularies, and each text position has its own
+#   learned pad embedding.
 #
-# **Getting DALL·E right.**
+# ## Check your understanding
 #
-# - DALL·E (2021) has **no separate text encoder**. The caption's BPE tokens go into the same
-#   decoder-only transformer as the image tokens, as the first part of one sequence. (DALL·E 2, a
-#   different model, conditions on CLIP text embeddings; do not mix the two up.)
-# - Its text vocabulary is its own BPE of **16,384** tokens on **lowercased** captions, with up to
-#   **256** text tokens; not GPT-2/GPT-3's 50,257-token vocabulary. Text ids and image ids
-#   (8,192 dVAE codes) are separate vocabularies.
-# - Padding is per position: one learned pad embedding for each of the 256 text positions, not one
-#   shared pad vector.
+# 1. Why can byte-level BPE encode any string, in any alphabet, while a word-level vocabulary cannot? What
+#    does that guarantee cost for a word the tokenizer has never seen?
+# 2. BPE merges only *inside* words, after pre-tokenization. What would go wrong, on the Shapes captions,
+#    if merges could cross the spaces between words?
+# 3. Training stopped before the vocabulary reached 512. Why did it, and why does that never happen on a
+#    real corpus?
+# 4. Any tie rule gives a working tokenizer. Why, then, does the course insist on the same tie rule as
+#    `tokenizers`, and what would break if a model were trained with one rule and used with the other?
+# 5. BPE dropout is applied while encoding training captions and switched off at test time. What does the
+#    model learn from it, and why does it make some captions too long for the 24 text positions?
+#
+# The answers are in the [solutions notebook](solutions/02_tokenization.ipynb).
 #
 # **Next: [03 · embeddings and positions](03_embeddings_and_positions.ipynb)**, which turns these ids into
 # vectors and tells the model where each token sits.

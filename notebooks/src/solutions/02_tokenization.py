@@ -99,3 +99,32 @@ ids = model.encode(" café 🎨")
 print([model.token_str(i) for i in ids])
 print(my_stream_decode(ids, vocab))
 assert "".join(my_stream_decode(ids, vocab)) == model.decode(ids) == " café 🎨"
+
+# %% [markdown]
+# ## Check your understanding: answers
+#
+# 1. **Nothing is unknown.** Every string is a sequence of UTF-8 bytes, and the vocabulary starts with all 256
+#    byte values, so any text, in any alphabet, can be written with them; the merges only shorten what the
+#    bytes already spell. A word-level vocabulary must map every word it did not store to one "unknown"
+#    id, and the model loses the word. The cost of the guarantee: a word never seen in training falls
+#    apart into small pieces, down to single bytes (and an emoji takes several byte tokens), so it uses
+#    more of the fixed text length and the model has seen those pieces together rarely or never.
+# 2. **Merges across words.** The most frequent pairs in Shapes captions would soon be whole phrases
+#    (`" a red"`, `" to the"`, `" left of"`), so the vocabulary would fill with combinations of words
+#    instead of reusable pieces: the same word would get different ids depending on its neighbour, and
+#    a new combination of known words would tokenize badly. Pre-tokenizing keeps each merge inside one
+#    word, so the vocabulary is spent on words and the pieces of words.
+# 3. **Running out of pairs.** The 2,000 training captions hold only 80 distinct pre-tokenized words. Once every one of
+#    them had been merged into a single token, no adjacent pair was left inside any word, and the loop
+#    stopped with fewer than 512 tokens. A real corpus has an open-ended number of distinct words (names,
+#    numbers, typos, other languages), so there is always another pair to merge.
+# 4. **Same rule, same ids.** A model's embedding table is indexed by ids: it learns what id 300 means.
+#    Another tie rule learns other merges at tied steps, so the same text gets other ids, and a model
+#    trained with one tokenizer reads garbage from the other. Using the library's rule lets the
+#    from-scratch BPE be checked id for id against `tokenizers`, and lets the course train its tokenizer
+#    with the fast library and still explain it with the readable code.
+# 5. **Dropout.** Skipping merges at random shows the model the same word split in different ways, so it
+#    learns how pieces combine into words (Provilkov et al. report better translation and more robustness
+#    to misspelled input); at test time the plain, deterministic split is used, since that is the one inputs will have.
+#    Skipped merges leave more, smaller pieces, so a caption gets longer: on the training captions from
+#    about 10 to about 13.5 tokens on average, and about 1 in 100 no longer fits in 24 and is truncated.
