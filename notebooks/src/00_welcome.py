@@ -185,13 +185,14 @@ assert sum(verdicts) >= 4  # a good share of the 12 pictures follow their captio
 # | [08 reranking with CLIP](08_reranking_with_clip.ipynb) | a small contrastive model | best images | ready |
 # | 09 evaluation and bias | fidelity, diversity, audits | measuring it | *coming* |
 # | 10 fine-tuning | new data, new words | customization | *coming* |
-# | 11 DALL·E from Python | an API and an interactive playground | using it | *coming* |
+# | [11 DALL·E from Python](11_dalle_from_python.ipynb) | an API and an interactive playground | using it | ready |
 # | 12 scaling up | mixed precision, distributed training, the paper's 12B model | the real thing | *coming* |
 #
 # Lessons 01–07 build, piece by piece, the pipeline you ran in section 4, and lesson 08 picks the best of
-# its pictures as the paper did. Lessons 09–12 are not written yet: they will measure the model, teach it
-# new things and scale it up. The exercises of every lesson have worked solutions in the
-# [solutions/](solutions/) folder next to this notebook.
+# its pictures as the paper did. Lesson 11 serves the model through OpenAI's images API and a playground.
+# Lessons 09, 10 and 12 are not written yet: they will measure the model, teach it new things and scale it
+# up. The exercises of every lesson have worked solutions in the [solutions/](solutions/) folder next to this
+# notebook.
 #
 # ## Takeaways
 #
