@@ -66,7 +66,8 @@ def test_redraw_mask_not_attempted(capsys):
 
 @pytest.mark.parametrize("shortcut, phrase", [
     (edit_mask, "raised"),  # the library's function: a row count, not a painted mask
-    (lambda painted, grid: edit_mask(painted.width, grid, grid // 2), "always keep the top half"),  # the lesson's editor
+    # the lesson's editor: the top half
+    (lambda painted, grid: edit_mask(painted.width, grid, grid // 2), "always keep the top half"),
     (lambda painted, grid: painted, "as it is"),  # send what the user painted
 ])
 def test_redraw_mask_rejects_the_library_and_the_lesson(capsys, shortcut, phrase):

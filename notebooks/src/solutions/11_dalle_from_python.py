@@ -133,9 +133,10 @@ NEW = "a large red circle above a green square"
 edited = pictures(client.images.edit(image=("original.png", png(original), "image/png"),
                                      mask=("mask.png", png(mask), "image/png"), prompt=NEW, n=2, size="256x256",
                                      response_format="b64_json", extra_body={"seed": 0}))
+shown = [original, Image.fromarray(hole[..., 3]), Image.fromarray(np.asarray(mask)[..., 3])] + edited
+labels = ["original", "painted (black: redraw)", "redraw_mask (white: keep)", "edit 0", "edit 1"]
 fig, axes = plt.subplots(1, 5, figsize=(8.5, 2))
-for ax, image, label in zip(axes, [original, Image.fromarray(hole[..., 3]), Image.fromarray(np.asarray(mask)[..., 3])]
-                            + edited, ["original", "painted (black: redraw)", "redraw_mask (white: keep)", "edit 0", "edit 1"]):
+for ax, image, label in zip(axes, shown, labels):
     ax.imshow(image, cmap="gray", interpolation="nearest")
     ax.set_title(label, fontsize=8)
     ax.axis("off")
