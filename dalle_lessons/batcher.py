@@ -12,6 +12,8 @@ settings (the `key`), and samples all their rows together, up to `max_batch` row
 Batching never changes a picture: row k of a request draws from its own random stream,
 `row_seed(seed, k)` (see `sampling.row_generators`), exactly as `TextToImage.generate(prompt, n, seed)`
 does, so image k of seed s is the same alone, in a request of n = 10, or beside other people's requests.
+Only sampling is shared: each request's tokens are decoded and CLIP-scored on their own, as a pipeline call
+does, because a convolution's float rounding depends on the batch size (one pixel off by 1/255 otherwise).
 
 The queue is bounded (`QueueFull` carries a retry-after estimate); a job whose client has gone is
 dropped while it waits, or its images are discarded when they come (`abandon`); `begin_close` rejects
@@ -239,12 +241,15 @@ class Batcher:
         tokens = torch.cat([generate_image_tokens(pipe.transformer, text[s:s + MAX_BATCH], generators=streams[s:s + MAX_BATCH],
                                                   prefix=None if prefix is None else prefix[s:s + MAX_BATCH], **settings)
                             for s in chunks])
-        pixels = torch.cat([pipe.decode(tokens[s:s + MAX_BATCH]) for s in chunks])
-        if rerank > 1:
-            pixels = rerank_candidates(pipe.reranker, pixels, text, per_group=rerank).chosen(pixels)
-        pictures = pipe.to_pil(pixels)
+        # Decoding and CLIP scoring run per request, as a call of the pipeline would: a convolution's float
+        # rounding depends on the batch size, and a picture must not move by 1/255 with its neighbours.
         results, start = [], 0
         for job in jobs:
-            results.append(pictures[start:start + job.n])
-            start += job.n
+            rows = slice(start, start + job.rows)
+            job_tokens, job_text = tokens[rows], text[rows]
+            pixels = torch.cat([pipe.decode(job_tokens[s:s + MAX_BATCH]) for s in range(0, job.rows, MAX_BATCH)])
+            if rerank > 1:
+                pixels = rerank_candidates(pipe.reranker, pixels, job_text, per_group=rerank).chosen(pixels)
+            results.append(pipe.to_pil(pixels))
+            start += job.rows
         return results
