@@ -59,6 +59,22 @@ def test_notebooks_stay_small():
         assert path.stat().st_size < 2_500_000, path
 
 
+def test_code_cells_stay_short():
+    """Each code cell is one piece the markdown before it explains: at most 30 lines (the shared install cell,
+    first in every notebook, aside)."""
+    notebooks = sorted(ROOT.glob("notebooks/*.ipynb")) + sorted(ROOT.glob("notebooks/solutions/*.ipynb"))
+    assert notebooks
+    long_cells = []
+    for path in notebooks:
+        code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"][1:]
+        for cell in code:
+            lines = cell.source.splitlines()
+            if len(lines) > 30:
+                long_cells.append(f"{path.relative_to(ROOT)}: {len(lines)} lines, starting {lines[0]!r}")
+    assert not long_cells, "code cells over 30 lines: split them, with markdown before each piece:\n" + \
+        "\n".join(long_cells)
+
+
 def test_readme_quick_start_gives_exactly_two_commands():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]

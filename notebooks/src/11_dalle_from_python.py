@@ -38,6 +38,8 @@
 # 6. opened the **playground**, and seen what today's hosted API is (not the 2021 model).
 #
 # The notebook runs in about two minutes on a laptop CPU.
+#
+# First the standard library: processes, sockets, temporary files, and the encoding of pictures in answers.
 
 # %%
 import atexit
@@ -55,6 +57,13 @@ import tempfile
 import time
 from pathlib import Path
 
+# %% [markdown]
+# Then one setting that must be made before PyTorch loads, because two processes will share the cores, and
+# the libraries: the official `openai` client and `httpx` (the HTTP library it is built on) to talk to the
+# server, and the course's own pieces to check what it answers — the pipeline, the judge, CLIP, and two
+# helpers of the server.
+
+# %%
 # Two processes share this machine's cores in this lesson: the notebook and the server. Threads that wait
 # for work passively leave the cores to the other process instead of spinning on them (set before torch loads;
 # the server inherits it). On a busy 2-core machine this made the notebook's own sampling ten times faster.
@@ -109,11 +118,10 @@ print("the server reads its API key from the environment variable", API_KEY_ENV)
 # full pipe would block the server). And before anything can go wrong, we register `stop_server` with
 # `atexit`, so that even if a later cell fails and you shut the notebook down, the server stops with the
 # kernel. (Nothing can run when a kernel is killed outright; then stop the process by hand.)
+#
+# The key and the port first:
 
 # %%
-if "stop_server" in globals():  # this cell ran before: stop that server first
-    stop_server()
-
 os.environ.setdefault(API_KEY_ENV, secrets.token_urlsafe(24))  # yours, if you exported one; else a throwaway
 
 with socket.socket() as probe:  # a free port on this machine only
@@ -121,14 +129,11 @@ with socket.socket() as probe:  # a free port on this machine only
     PORT = probe.getsockname()[1]
 BASE = f"http://127.0.0.1:{PORT}"
 
-LOG = Path(tempfile.mkdtemp(prefix="dalle-lessons-11-")) / "server.log"
-log_file = LOG.open("w")
-server = subprocess.Popen(
-    [sys.executable, "-m", "dalle_lessons", "serve", "--host", "127.0.0.1", "--port", str(PORT), "--device", "cpu"],
-    env={**os.environ, API_KEY_ENV: os.environ[API_KEY_ENV]},  # the child's environment carries the key
-    stdout=log_file, stderr=subprocess.STDOUT)
+# %% [markdown]
+# Then the way to stop it, written before the start: a Ctrl-C (SIGINT), as you would press in the server's
+# terminal, and a kill if the server has not exited within 30 seconds.
 
-
+# %%
 def stop_server() -> int | None:
     """Stop the server as Ctrl-C would (a kill if it hangs); safe to call more than once."""
     if server.poll() is None:
@@ -144,7 +149,20 @@ def stop_server() -> int | None:
     log_file.close()
     return server.returncode
 
+# %% [markdown]
+# And the start: the child process gets the notebook's environment (with the key), writes its log to a file,
+# and `stop_server` is registered with `atexit` in the same cell, as soon as there is a server to stop.
 
+# %%
+if "server" in globals():  # this cell ran before: stop that server first
+    stop_server()
+
+LOG = Path(tempfile.mkdtemp(prefix="dalle-lessons-11-")) / "server.log"
+log_file = LOG.open("w")
+server = subprocess.Popen(
+    [sys.executable, "-m", "dalle_lessons", "serve", "--host", "127.0.0.1", "--port", str(PORT), "--device", "cpu"],
+    env={**os.environ, API_KEY_ENV: os.environ[API_KEY_ENV]},  # the child's environment carries the key
+    stdout=log_file, stderr=subprocess.STDOUT)
 atexit.register(stop_server)  # runs when the kernel shuts down, whatever happened in between
 print("started: python -m dalle_lessons serve --host 127.0.0.1 --port <free port> --device cpu")
 
@@ -200,7 +218,11 @@ PROMPT = "a small red circle above a blue square"
 response = client.images.generate(model="dalle-lessons-cpu", prompt=PROMPT, n=3, size="256x256",
                                   response_format="b64_json")
 
+# %% [markdown]
+# The pictures come back as base64 text inside the answer. Two helpers for the rest of the lesson: `pictures`
+# decodes an answer into PIL images, and `show` draws a row of them.
 
+# %%
 def pictures(response) -> list[Image.Image]:
     """The PIL images of a b64_json answer."""
     return [Image.open(io.BytesIO(base64.b64decode(item.b64_json))).convert("RGB") for item in response.data]
@@ -218,7 +240,10 @@ def show(images, titles=None, side=1.7, title=None):
     plt.tight_layout()
     plt.show()
 
+# %% [markdown]
+# The three pictures, and the fields of the answer:
 
+# %%
 images = pictures(response)
 show(images, [f"image {k}" for k in range(3)], title=repr(PROMPT))
 print("answer fields:", sorted(response.model_dump(exclude_none=True)))
@@ -441,6 +466,10 @@ for k, (name, thing) in enumerate(SPRITES.items()):
     sheet.paste(Image.fromarray(rgba, "RGBA"), (x, y))
     atlas[name] = {"x": x, "y": y, "w": CELL, "h": CELL, "prompt": prompt, "seed": seed}
 
+# %% [markdown]
+# The sheet is saved as a PNG beside its atlas, a JSON file, and shown here:
+
+# %%
 out = Path(tempfile.mkdtemp(prefix="dalle-lessons-sprites-"))
 sheet.save(out / "sprites.png")
 (out / "sprites.json").write_text(json.dumps(atlas, indent=1))
@@ -478,14 +507,20 @@ for k, prompt in enumerate(GALLERY):
 index = embed_images(clip, torch.stack([torch.from_numpy(np.array(p)).permute(2, 0, 1) for p in gallery]))
 print("index:", tuple(index.shape), "(one unit vector per picture)")
 
+# %% [markdown]
+# A search embeds the query and takes one matrix product with the index: a cosine per picture, the best first.
 
+# %%
 def search(query: str, k: int = 3) -> list[tuple[int, float]]:
     """The k gallery pictures CLIP finds closest to the query: (position, cosine)."""
     scores = (embed_texts(clip, clip_tok, [query]) @ index.T)[0]
     best = scores.argsort(descending=True)[:k]
     return [(int(i), float(scores[i])) for i in best]
 
+# %% [markdown]
+# Four queries, each hit checked by the judge, and the four best pictures for the first one:
 
+# %%
 for query in ["a red circle", "a blue circle", "a large green square", "a purple circle"]:
     hits = search(query)
     print(f"{query!r}:")

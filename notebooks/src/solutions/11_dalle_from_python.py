@@ -8,6 +8,8 @@
 #
 # The experiments need the server, so this notebook starts one the way the lesson does (a subprocess on a
 # free port, the key in the environment, `atexit` as a safety net) and stops it in its last cell.
+#
+# The lesson's imports, standard library first:
 
 # %%
 import atexit
@@ -25,6 +27,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+# %% [markdown]
+# Then the thread setting (before PyTorch loads, as in the lesson), the libraries, and the checks of the two
+# exercises:
+
+# %%
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # two processes share the cores (see the lesson)
 
 import httpx
@@ -40,17 +47,10 @@ from dalle_lessons.server import API_KEY_ENV
 
 plt.rcParams.update({"figure.dpi": 80})
 
-os.environ.setdefault(API_KEY_ENV, secrets.token_urlsafe(24))
-with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    PORT = probe.getsockname()[1]
-BASE = f"http://127.0.0.1:{PORT}"
-LOG = Path(tempfile.mkdtemp(prefix="dalle-lessons-11-")) / "server.log"
-log_file = LOG.open("w")
-server = subprocess.Popen([sys.executable, "-m", "dalle_lessons", "serve", "--port", str(PORT), "--device", "cpu"],
-                          env={**os.environ}, stdout=log_file, stderr=subprocess.STDOUT)
+# %% [markdown]
+# How the server will be stopped, as in the lesson: a Ctrl-C, and a kill if it hangs.
 
-
+# %%
 def stop_server() -> int | None:
     if server.poll() is None:
         server.send_signal(signal.SIGINT) if os.name == "posix" else server.terminate()
@@ -62,8 +62,22 @@ def stop_server() -> int | None:
     log_file.close()
     return server.returncode
 
+# %% [markdown]
+# Start it: a key in the environment, a free port, the log in a file, and `stop_server` registered with
+# `atexit`; then wait, with a deadline, until it answers.
 
+# %%
+os.environ.setdefault(API_KEY_ENV, secrets.token_urlsafe(24))
+with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    PORT = probe.getsockname()[1]
+BASE = f"http://127.0.0.1:{PORT}"
+LOG = Path(tempfile.mkdtemp(prefix="dalle-lessons-11-")) / "server.log"
+log_file = LOG.open("w")
+server = subprocess.Popen([sys.executable, "-m", "dalle_lessons", "serve", "--port", str(PORT), "--device", "cpu"],
+                          env={**os.environ}, stdout=log_file, stderr=subprocess.STDOUT)
 atexit.register(stop_server)
+
 deadline = time.monotonic() + 180
 while True:
     assert server.poll() is None, LOG.read_text()[-2000:]
@@ -73,6 +87,12 @@ while True:
     except httpx.TransportError:
         assert time.monotonic() < deadline, "no answer from the server within 180 s"
         time.sleep(0.25)
+
+# %% [markdown]
+# The official client, and the lesson's two helpers: `pictures` decodes a base64 answer into PIL images, `png`
+# encodes a picture for an upload.
+
+# %%
 client = OpenAI(base_url=BASE + "/v1", api_key=os.environ[API_KEY_ENV])
 
 
