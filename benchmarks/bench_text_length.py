@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +23,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import header  # noqa: E402
+from common import best_seconds, header  # noqa: E402
 from dalle_lessons.config import get_preset  # noqa: E402
 from dalle_lessons.sampling import generate_image_tokens  # noqa: E402
 from dalle_lessons.shapes import caption_corpus  # noqa: E402
@@ -67,18 +66,6 @@ def corpus_row(tokenizer: CaptionTokenizer, n: int = 20_000) -> dict:
     return {"captions": n, "median": at(0.5), "99th pct": at(0.99), "longest": lengths[-1]}
 
 
-def best_seconds(fn, repeats: int, warmup: int = 1) -> float:
-    """The fastest of `repeats` runs: on a shared CPU the quietest run is the closest to the true cost."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def cost_row(text_seq_len: int, repeats: int) -> dict:
     config = replace(get_preset("cpu").transformer, text_seq_len=text_seq_len)
     model = DalleTransformer(config, generator=torch.Generator().manual_seed(0))
@@ -94,11 +81,11 @@ def cost_row(text_seq_len: int, repeats: int) -> dict:
         optimizer.step()
 
     model.train()
-    step = best_seconds(train_step, repeats, warmup=2)
+    step = best_seconds(train_step, repeats=repeats, warmup=2)
     model.eval()
     with torch.no_grad():
         sample = best_seconds(lambda: generate_image_tokens(model, text[:16], generator=torch.Generator()
-                                                            .manual_seed(0)), repeats)
+                                                            .manual_seed(0)), repeats=repeats)
     return {"text positions": text_seq_len, "stream": text_seq_len + config.image_seq_len,
             "parameters": model.num_parameters(), "train step (ms)": round(1000 * step, 1),
             "16 images (ms)": round(1000 * sample, 1)}
