@@ -162,6 +162,10 @@ class KVCache:
     def advance(self, n: int) -> None:
         self.length += n
 
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep the sequences `index` [B'] (repeats allowed): resampling particles, as beam search does."""
+        self.keys, self.values = self.keys[:, index], self.values[:, index]
+
 
 # --- attention ------------------------------------------------------------------------------------
 

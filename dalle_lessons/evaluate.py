@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 import random
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -282,17 +283,25 @@ def _batch_seed(seed: int, set_name: str, batch: int) -> int:
 
 
 def _generate(pipe, text_ids: torch.Tensor, samples: int, seed: int, set_name: str, sampling: dict,
-              batch_size: int) -> torch.Tensor:
-    """Image tokens [P * samples, N], caption-major, in batches of about `batch_size` images."""
+              batch_size: int, compose: dict | None = None, captions_of: Sequence[str] = ()) -> torch.Tensor:
+    """Image tokens [P * samples, N], caption-major, in batches of about `batch_size` images.
+    `compose`: sample with `composition.generate_composed` and these weights (needs `captions_of`)."""
     from .sampling import generate_image_tokens
     if sampling["temperature"] == 0 and samples > 1:  # greedy: every sample is the same, draw one
-        return _generate(pipe, text_ids, 1, seed, set_name, sampling, batch_size).repeat_interleave(samples, dim=0)
+        return _generate(pipe, text_ids, 1, seed, set_name, sampling, batch_size, compose,
+                         captions_of).repeat_interleave(samples, dim=0)
     device = pipe.device
     per_batch = max(1, batch_size // samples)
     out = []
     for batch, start in enumerate(range(0, len(text_ids), per_batch)):
-        text = text_ids[start:start + per_batch].repeat_interleave(samples, dim=0).to(device)
         generator = torch.Generator(device=device).manual_seed(_batch_seed(seed, set_name, batch))
+        if compose is not None:  # contrastive guidance against each caption's fallbacks (composition.py)
+            from .composition import generate_composed
+            captions = [c for c in captions_of[start:start + per_batch] for _ in range(samples)]
+            out.append(generate_composed(pipe.transformer, pipe.tokenizer, captions, generator=generator,
+                                         **sampling, **compose).cpu())
+            continue
+        text = text_ids[start:start + per_batch].repeat_interleave(samples, dim=0).to(device)
         out.append(generate_image_tokens(pipe.transformer, text, generator=generator, **sampling).cpu())
     return torch.cat(out)
 
@@ -307,30 +316,50 @@ def _score_set(pipe, ids: torch.Tensor, caption_set: CaptionSet, samples: int, b
     images = (images * 255).round() / 255  # what a saved 8-bit image would hold
     accuracy = Accuracy()
     distinct_images = distinct_readings = 0
+    pairs: dict[str, dict] = {}
     for p, claim in enumerate(caption_set.claims):
         rows = range(p * samples, (p + 1) * samples)
         readings = [judge.read_image(images[j]) for j in rows]
         for reading in readings:
-            accuracy.add(judge.score_reading(reading, claim))
+            result = judge.score_reading(reading, claim)
+            accuracy.add(result)
+            if len(claim.objects) == 1:
+                _count_pair(pairs, claim, reading, result.all_correct)
         distinct_images += len({tuple(ids[j].tolist()) for j in rows})
         distinct_readings += len({_reading_key(r) for r in readings})
     row = accuracy.row()
     del row["n"]
     n = len(caption_set.claims)
-    return {"set": caption_set.name, "description": caption_set.description, "captions": n,
-            "images": accuracy.n, **row, "distinct_images": distinct_images / n,
-            "distinct_readings": distinct_readings / n}
+    out = {"set": caption_set.name, "description": caption_set.description, "captions": n,
+           "images": accuracy.n, **row, "distinct_images": distinct_images / n,
+           "distinct_readings": distinct_readings / n}
+    if caption_set.name == "b":  # held-out pairs: how each one fares, and what is drawn instead
+        out["pairs"] = {name: {**pair, "all_correct": 100 * pair["all_correct"] / pair["images"],
+                               "drawn": dict(pair["drawn"].most_common())} for name, pair in sorted(pairs.items())}
+    return out
+
+
+def _count_pair(pairs: dict, claim, reading: judge.Reading, correct: bool) -> None:
+    """Tally one image of a one-object caption under its color-shape pair: right or not, and the
+    color-shape pair(s) the judge reads ("nothing" for an empty picture)."""
+    obj = claim.objects[0]
+    pair = pairs.setdefault(f"{obj.color} {obj.shape}", {"images": 0, "all_correct": 0, "drawn": Counter()})
+    pair["images"] += 1
+    pair["all_correct"] += bool(correct)
+    drawn = " + ".join(sorted(f"{o.color} {o.shape}" for o in reading.objects)) or "nothing"
+    pair["drawn"][drawn] += 1
 
 
 def _evaluate_prepared(pipe, prepared: _PreparedSets, samples: int, seed: int, sampling: dict,
-                       batch_size: int, rerank: int = 1) -> list[dict]:
+                       batch_size: int, rerank: int = 1, compose: dict | None = None) -> list[dict]:
     from .rerank_eval import generate_reranked
     rows = []
     for name, caption_set in prepared.sets.items():
         if rerank > 1:  # each image: CLIP's best of `rerank` candidates (lesson 08)
             ids = generate_reranked(pipe, prepared.text_ids[name], samples, rerank, seed, name, sampling, batch_size)
         else:
-            ids = _generate(pipe, prepared.text_ids[name], samples, seed, name, sampling, batch_size)
+            ids = _generate(pipe, prepared.text_ids[name], samples, seed, name, sampling, batch_size, compose,
+                            caption_set.captions)
         rows.append(_score_set(pipe, ids, caption_set, samples, batch_size))
     return rows
 
@@ -343,7 +372,8 @@ def _check_counts(samples: int, batch_size: int) -> None:
 
 
 def evaluate_generation(pipeline_or_path=None, n_captions: int = 100, samples: int = 4, seed: int = 0,
-                        sampling: dict | None = None, batch_size: int = 128, rerank: int = 1) -> dict:
+                        sampling: dict | None = None, batch_size: int = 128, rerank: int = 1,
+                        compose: dict | None = None) -> dict:
     """How faithfully generated images follow fixed test captions, scored by the judge.
 
     Three sets of `n_captions` captions (see `GENERATION_SETS`): (a) one object whose color-shape
@@ -363,8 +393,8 @@ def evaluate_generation(pipeline_or_path=None, n_captions: int = 100, samples: i
     settings = generation_settings(sampling)
     pipe, shown = _load_pipeline(pipeline_or_path)
     prepared = _prepare(pipe, n_captions)
-    rows = _evaluate_prepared(pipe, prepared, samples, seed, settings, batch_size, rerank)
-    return {"checkpoint": shown, "sampling": settings, "rerank": rerank, "n_captions": n_captions, "samples": samples,
+    rows = _evaluate_prepared(pipe, prepared, samples, seed, settings, batch_size, rerank, compose)
+    return {"checkpoint": shown, "sampling": settings, "rerank": rerank, "compose": compose, "n_captions": n_captions, "samples": samples,
             "seed": seed, "batch_size": batch_size, "caption_seed": CAPTION_SEED,
             "truncated_captions": prepared.truncated, "diversity": DIVERSITY_NOTE, "rows": rows}
 

@@ -99,3 +99,17 @@ def test_bad_settings_are_clear_errors(pipe):
         evaluate_generation(pipe, n_captions=1, samples=0)
     with pytest.raises(ValueError, match="n_captions must be at least 1"):
         evaluate_generation(pipe, n_captions=0)
+
+
+def test_set_b_is_broken_down_per_held_out_pair(pipe):
+    report = evaluate_generation(pipe, n_captions=8, samples=2, seed=0)
+    rows = {row["set"]: row for row in report["rows"]}
+    assert "pairs" not in rows["a"] and "pairs" not in rows["c"]
+    pairs = rows["b"]["pairs"]
+    asked = {(c.objects[0].color, c.objects[0].shape) for c in generation_caption_sets(8)["b"].claims}
+    assert set(pairs) == {f"{color} {shape}" for color, shape in asked}
+    assert sum(p["images"] for p in pairs.values()) == rows["b"]["images"]
+    for pair in pairs.values():
+        assert sum(pair["drawn"].values()) == pair["images"] and 0 <= pair["all_correct"] <= 100
+    overall = sum(p["all_correct"] * p["images"] for p in pairs.values()) / rows["b"]["images"]
+    assert abs(overall - rows["b"]["all_correct"]) < 1e-9
