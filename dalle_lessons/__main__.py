@@ -90,7 +90,7 @@ def _train_tokenizer(args: argparse.Namespace) -> int:
         check_output_dir(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    path = train_default(preset=args.preset, seed=args.seed, path=path)
+    path = train_default(preset=args.preset, seed=args.seed, path=path, overwrite_shipped=args.overwrite_shipped)
     if args.overwrite_shipped:
         update_entries([path])
     print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
@@ -209,16 +209,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if empty:
         raise ValueError(f"prompt {empty[0] + 1} is empty: describe one or two shapes, "
                          "e.g. 'a small red circle above a blue square'")
+    from .tokenizer import check_text
+    for prompt in args.prompts:
+        check_text(prompt)  # undecodable bytes on the command line: refused before the model loads
     from .environment import resolve_device
     from .paths import check_output_dir, check_output_file
     from .sampling import check_sampling
     settings = generation_settings(_sampling_changes(args))
     check_sampling(**settings)
     # everything that can be refused is refused before the model loads and the images are drawn
-    if args.out_dir:
+    if args.out_dir is not None:
         check_output_dir(args.out_dir)
-    if args.out or not args.out_dir:
-        check_output_file(args.out or "generated.png")
+    if args.out is not None or args.out_dir is None:
+        check_output_file("generated.png" if args.out is None else args.out)
     device = resolve_device(args.device)
     start = time.perf_counter()
     pipe = TextToImage.from_pretrained(args.checkpoint, device=device)
@@ -228,15 +231,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     generated = time.perf_counter()
     per_prompt = [images[p * args.n:(p + 1) * args.n] for p in range(len(args.prompts))]
     written = []
-    if args.out_dir:
+    if args.out_dir is not None:
         folder = Path(args.out_dir)
         folder.mkdir(parents=True, exist_ok=True)
         for p, (prompt, row) in enumerate(zip(args.prompts, per_prompt)):
             for i, image in enumerate(row):
                 image.save(folder / f"{p:02d}-{i:02d}-{_prompt_slug(prompt)}.png")
         written.append(f"{len(images)} PNGs in {folder}/")
-    if args.out or not args.out_dir:
-        out = Path(args.out or "generated.png")
+    if args.out is not None or args.out_dir is None:
+        out = Path("generated.png" if args.out is None else args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         rows = [row[k:k + args.columns] for row in per_prompt for k in range(0, len(row), args.columns)]
         grid = image_grid(rows)
@@ -262,6 +265,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.n is None and args.what in ("judge", "dvae"):
         args.n = 2000
+    if args.what in ("judge", "dvae") and args.n < 2:
+        raise ValueError(f"--n {args.n}: evaluate {args.what} needs at least 2 test images (half one-object, half "
+                         "two-object scenes); the default is 2000")
     from .evaluate import evaluate_judge, format_table
     from .environment import machine_summary
     if args.what == "dvae":
@@ -437,8 +443,17 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a hint where its own message leaves a user guessing."""
+
+    def error(self, message: str):
+        if "required: PROMPT" in message:
+            message += " (a prompt that begins with '-' goes after --, e.g. generate -n 4 -- '-a red circle')"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dalle_lessons",
+    parser = _Parser(prog="python -m dalle_lessons",
                                      description="Build DALL·E from Scratch: train, evaluate and check.",
                                      epilog="The course's data/ folder (tokenizer, checkpoints, MANIFEST.json) is "
                                             "found beside the package; set DALLE_LESSONS_DATA=/path/to/data to "
@@ -556,6 +571,7 @@ def _one_line(error: BaseException) -> str:
              IsADirectoryError: "give a file name, not a folder", NotADirectoryError: "a part of the path is a file",
              MemoryError: "ask for fewer images (-n) or a smaller --size"}
     fix = next((f for kind, f in fixes.items() if isinstance(error, kind)), None)
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())  # a list of problems, on one line
     text = text if not fix or "choose" in text or fix in text else f"{text} ({fix})"
     return text if len(text) <= 2000 else text[:2000] + "..."
 

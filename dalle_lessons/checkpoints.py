@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from .manifest import sniff, verify_shipped
+from .manifest import file_sha256, sniff, verify_shipped
 
 FORMAT = "dalle_lessons-checkpoint-v1"
 
@@ -59,11 +59,26 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def _write_pair(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
-    """Write the tensors, then the JSON (the JSON is written last: its presence marks a complete checkpoint)."""
+    """Write the tensors, then the JSON (the JSON is written last: its presence marks a complete checkpoint).
+
+    The JSON records the tensor file's SHA-256, so that a later corruption of the same size (a flipped block,
+    which would otherwise load silently) is found when the file is read."""
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}  # clone: no shared storage
     _atomic_write(path, lambda tmp: save_file(tensors, tmp))
+    meta = {**meta, "sha256": _sha256(path)}
     _atomic_write(json_path(path), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1) + "\n"))
     return path
+
+
+_hashed: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-256: a file is hashed once
+
+
+def _sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _hashed:
+        _hashed[key] = file_sha256(path)
+    return _hashed[key]
 
 
 def _qualified_name(obj: type) -> str:
@@ -168,7 +183,8 @@ def read_metadata(path: str | Path) -> dict:
         raise CheckpointError(f"{path} is a folder, not a .safetensors checkpoint file")
     meta_file = json_path(path)
     if not meta_file.exists():
-        raise FileNotFoundError(f"{meta_file} is missing: a checkpoint is a .safetensors file plus its .json config")
+        raise FileNotFoundError(f"{meta_file} is missing: a checkpoint is a .safetensors file plus its .json config; "
+                                "restore the .json beside it, or save the model again")
     meta = _read_json(meta_file)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_file} is not a {FORMAT} file (format {str(meta.get('format'))[:40]!r})")
@@ -212,13 +228,20 @@ def diagnose(path: str | Path) -> str | None:
     return None
 
 
-def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file; a damaged or foreign file is a one-line CheckpointError."""
+def read_tensors(path: str | Path, device: str | torch.device = "cpu",
+                 sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file; a damaged or foreign file is a one-line CheckpointError.
+
+    `sha256`: the digest its JSON recorded when it was saved (files saved before digests were recorded
+    have none): a file of the right size and structure but other bytes is refused too."""
     path = Path(path)
     verify_shipped(path)  # a shipped file: its size and SHA-256 must be the manifest's
     problem = diagnose(path)
     if problem:
         raise CheckpointError(problem)
+    if isinstance(sha256, str) and _sha256(path) != sha256:
+        raise CheckpointError(f"{path} is not the file its {json_path(path).name} was saved with (other SHA-256: "
+                              f"corrupted or replaced): {REFIT}")
     try:
         return load_file(str(path), device=str(device))
     except Exception as error:  # SafetensorError and friends are no subclass of anything specific
@@ -283,12 +306,12 @@ def load(path: str | Path, model: nn.Module | None = None, map_location: str | t
                 + "\n  ".join(problems)
                 + f"\nFix: load it without a model (checkpoints.load(path)) to build one from the "
                   f"checkpoint's config, or create the model with the same {type(config).__name__} fields.")
-    tensors = read_tensors(path, map_location)
+    tensors = read_tensors(path, map_location, sha256=meta.get("sha256"))
     try:
         _load_weights(model, dequantize_int8(tensors), path)
     except RuntimeError as error:  # a tensor of the right name but the wrong shape
         raise CheckpointError(f"{path} does not fit {type(model).__name__} "
-                              f"({str(error).splitlines()[-1].strip()[:120]}): {REFIT}") from None
+                              f"({str(error).splitlines()[-1].strip()[:70]}...): {REFIT}") from None
     return model.to(map_location).eval()
 
 
@@ -332,13 +355,14 @@ def load_state(path: str | Path) -> dict:
     path = Path(path)
     meta_file = json_path(path)
     if not path.exists() or not meta_file.exists():
-        raise FileNotFoundError(f"no training state at {path} (and {meta_file.name})")
+        raise FileNotFoundError(f"no training state at {path} (and {meta_file.name}): nothing to resume; start "
+                                "afresh without --resume (a run saves its state as it goes and when interrupted)")
     meta = _read_json(meta_file)
     if "state" not in meta:
         raise CheckpointError(f"{path} is not a training state (no 'state' in {meta_file.name}): resume from the "
                               "*.state.safetensors file a run leaves, or start afresh without --resume")
     try:
-        return _unflatten(meta["state"], read_tensors(path))
+        return _unflatten(meta["state"], read_tensors(path, sha256=meta.get("sha256")))
     except CheckpointError as error:
         raise CheckpointError(f"{error} (or start the run afresh without --resume)") from None
     except (KeyError, TypeError, ValueError) as error:

@@ -61,9 +61,8 @@ def file_problem(file: Path, entry: dict) -> str | None:
         return f"{file} is missing: restore it from git (`git checkout -- data/{name}`)"
     size = file.stat().st_size
     if size != entry["bytes"]:
-        what = sniff(file)
-        hint = f" (it {what})" if what else ""
-        return f"{file} has {size:,} bytes, the manifest says {entry['bytes']:,}{hint}: {fix}"
+        what = sniff(file)  # an empty file, an LFS pointer or a pickle: its own fix, and a shorter line
+        return f"{file} has {size:,} bytes, the manifest says {entry['bytes']:,}: " + (f"it {what}" if what else fix)
     key = (str(file.resolve()), size, file.stat().st_mtime_ns)
     digest = _verified.get(key) or file_sha256(file)
     if digest != entry["sha256"]:
@@ -75,10 +74,14 @@ def file_problem(file: Path, entry: dict) -> str | None:
 def _read(folder: Path) -> dict:
     path = folder / MANIFEST
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}): restore it from git, or rewrite it with "
+        raise ValueError(f"{path} is not valid JSON ({str(error)[:80]}): restore it from git, or rewrite it with "
                          "`python -m dalle_lessons data manifest`") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} holds a JSON {type(manifest).__name__}, not a manifest: restore it from git, or "
+                         "rewrite it with `python -m dalle_lessons data manifest`")
+    return manifest
 
 
 def build_manifest(folder: Path | None = None) -> dict:
@@ -129,7 +132,8 @@ def manifest_problems(folder: Path | None = None) -> list[str]:
 
 
 def shipped_entry(path: str | os.PathLike) -> dict | None:
-    """The manifest entry of `path` when it is a file of data/ that MANIFEST.json lists, else None."""
+    """The manifest entry of `path` when it is a file of data/ that MANIFEST.json lists, else None (a
+    MANIFEST.json that is not valid JSON is a one-line ValueError naming the fix)."""
     path = Path(path)
     try:
         folder = data_dir()
@@ -137,10 +141,7 @@ def shipped_entry(path: str | os.PathLike) -> dict | None:
         return None
     if path.resolve().parent != folder.resolve() or not (folder / MANIFEST).exists():
         return None
-    try:
-        return _read(folder).get(path.name)
-    except ValueError:
-        return None
+    return _read(folder).get(path.name)  # a damaged manifest is an error: it cannot vouch for any file
 
 
 def verify_shipped(path: str | os.PathLike) -> None:

@@ -45,13 +45,37 @@ def _writable_folder(folder: Path, what: str) -> None:
         raise PermissionError(f"cannot write {what}: {reason} in {folder}; choose a folder you can write to") from None
 
 
-def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> Path:
-    """Check, before any work, that an output file can be written at `path`: a known suffix, not a folder,
-    in a folder that exists or can be created and is writable. Returns the path."""
-    path = Path(path).expanduser()
+def _name_max(folder: Path) -> int:
+    """The longest file name (in bytes) the file system of `folder` (or of its nearest existing parent) takes."""
+    for candidate in (folder, *folder.parents):
+        try:
+            if candidate.exists():
+                return os.pathconf(candidate, "PC_NAME_MAX")
+        except (OSError, ValueError, AttributeError):  # a name too long to stat, or no pathconf here
+            continue
+    return 255
+
+
+def _check_name_lengths(path: Path) -> Path:
+    """`path`, unless one of its names is longer than the file system takes (a one-line ValueError instead
+    of 'File name too long' echoing the whole path)."""
+    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in path.parts), default=0)
+    if longest > 255 and longest > _name_max(path.parent):
+        raise ValueError(f"cannot write {str(path)[:60]!r}...: a file or folder name of {longest} bytes is longer "
+                         f"than this file system's limit of {_name_max(path.parent)}; choose a shorter name")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...] | None = IMAGE_SUFFIXES) -> Path:
+    """Check, before any work, that an output file can be written at `path`: a known suffix (any, for
+    `suffixes=None`), not a folder, a name the file system takes, in a folder that exists or can be created
+    and is writable. Returns the path."""
+    if not str(path).strip():
+        raise ValueError("the output file name is empty: give one such as grid.png")
+    path = _check_name_lengths(Path(path).expanduser())
     if path.is_dir() or str(path).endswith(os.sep):
-        raise ValueError(f"{path} is a folder: give a file name such as {path / 'grid.png'}")
-    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{str(path)[:120]} is a folder: give a file name such as {path / 'grid.png'}")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
         raise ValueError(f"cannot tell the file type of {str(path)[:120]!r}: end the name in one of "
                          f"{', '.join(suffixes)} (e.g. grid.png)")
     if path.exists() and not os.access(path, os.W_OK):
@@ -62,9 +86,9 @@ def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE
 
 def check_output_dir(path: str | os.PathLike) -> Path:
     """Check, before any work, that `path` is (or can become) a writable folder. Returns the path."""
-    path = Path(path).expanduser()
+    path = _check_name_lengths(Path(path).expanduser())
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} is a file, not a folder: give a folder path to write the images into")
+        raise ValueError(f"{path} is a file, not a folder: give a folder path to write into")
     _writable_folder(path, f"into {path}")
     return path
 

@@ -553,7 +553,7 @@ class ShapesDataset(torch.utils.data.Dataset):
                  n_objects: int | None = None, cache: bool = False, render_images: bool = True) -> None:
         _check_choice("split", split, SPLITS)
         if size < 1:
-            raise ValueError(f"dataset size must be at least 1, got {size}")
+            raise ValueError(f"a {split} dataset of size={size!r}: ask for at least 1 image")
         self.split, self.size, self.seed, self.n_objects = split, size, seed, n_objects
         self.image_size = get_preset(preset).image_size
         self.scenes = [sample_scene(split, i, seed, n_objects) for i in range(size)]

@@ -24,7 +24,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from dalle_lessons.config import get_preset
-from dalle_lessons.paths import data_dir
+from dalle_lessons.paths import check_output_file, data_dir
 
 PAD = "<pad>"
 PAD_ID = 0
@@ -59,6 +59,18 @@ def _new_tokenizer() -> Tokenizer:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     return tok
+
+
+def check_text(text: str) -> str:
+    """`text` if it is valid Unicode; a lone surrogate (e.g. undecodable bytes on a command line, which Python
+    keeps as '\\udcff') is a one-line ValueError instead of the `tokenizers` library's 'must be str'."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"the caption {text[:40]!r}{'...' if len(text) > 40 else ''} holds {text[error.start]!r} at "
+                         f"position {error.start}, which is not valid Unicode text (undecodable bytes?): remove it, "
+                         "or decode the bytes with errors='replace'") from None
+    return text
 
 
 def _check_mode(on_overflow: str) -> None:
@@ -119,7 +131,7 @@ class CaptionTokenizer:
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write the JSON atomically (temp file + rename): an interrupted save never leaves half a file."""
         path = Path(path) if path is not None else default_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        check_output_file(path, suffixes=None)  # an unwritable folder is one line, before any write
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             tmp.write_text(self.to_json(), encoding="utf-8", newline="\n")
@@ -203,7 +215,7 @@ class CaptionTokenizer:
 
     def count_tokens(self, text: str) -> int:
         """How many tokens `text` needs, before truncation and padding."""
-        return len(self._tok.encode(text).ids)
+        return len(self._tok.encode(check_text(text)).ids)
 
     def encode(self, text: str, *, on_overflow: str = "warn", allow_empty: bool = False,
                dropout: bool = False) -> list[int]:
@@ -215,7 +227,7 @@ class CaptionTokenizer:
         _check_mode(on_overflow)
         if self._is_empty(text, allow_empty):
             return [PAD_ID] * self.text_seq_len
-        ids = self._backend(dropout).encode(text).ids
+        ids = self._backend(dropout).encode(check_text(text)).ids
         if len(ids) > self.text_seq_len:
             if on_overflow == "error":
                 raise ValueError(self._overflow_message(len(ids)))
@@ -232,7 +244,7 @@ class CaptionTokenizer:
             raise TypeError("encode_batch takes a list of captions; use encode for a single one")
         texts = list(texts)
         empty = [self._is_empty(t, allow_empty) for t in texts]
-        encoded = iter(self._backend(dropout).encode_batch([t for t, e in zip(texts, empty) if not e]))
+        encoded = iter(self._backend(dropout).encode_batch([check_text(t) for t, e in zip(texts, empty) if not e]))
         rows = [[] if e else next(encoded).ids for e in empty]
         long = [(i, len(r)) for i, r in enumerate(rows) if len(r) > self.text_seq_len]
         if long:
@@ -271,9 +283,19 @@ class CaptionTokenizer:
 
 
 def train_default(preset: str = "cpu", n_captions: int = 20000, seed: int = 0,
-                  path: str | os.PathLike | None = None) -> Path:
-    """Train on the Shapes training captions with the preset's sizes and save (data/tokenizer.json)."""
+                  path: str | os.PathLike | None = None, overwrite_shipped: bool = False) -> Path:
+    """Train on the Shapes training captions with the preset's sizes and save (data/tokenizer.json).
+
+    The shipped data/tokenizer.json (listed in data/MANIFEST.json) is replaced only with
+    `overwrite_shipped=True`; otherwise give another `path`."""
+    from dalle_lessons.manifest import shipped_entry
     from dalle_lessons.shapes import caption_corpus  # imported here: shapes is heavier
+
+    target = Path(path) if path is not None else default_path()
+    if target.exists() and shipped_entry(target) is not None and not overwrite_shipped:
+        raise ValueError(f"{target} is a shipped file (listed in data/MANIFEST.json) and training would replace it: "
+                         "pass another path= (CLI: --out DIR), or overwrite_shipped=True (--overwrite-shipped) "
+                         "to replace it on purpose")
 
     sizes = get_preset(preset).transformer
     captions = caption_corpus(n_captions, split="train", seed=seed)

@@ -25,10 +25,10 @@ from .config import DVAEConfig, get_preset
 from .dvae import DiscreteVAE, DVAEOutput, code_usage, dvae_loss, kl_weight_at, psnr, temperature_at
 from .environment import resolve_device
 from .manifest import update_entries
-from .paths import data_dir
+from .paths import check_output_dir, data_dir
 from .shapes import ShapesDataset
-from .training_loop import (RunProgress, remove_state, restore_run_state, run_record, run_steps, run_summary,
-                            save_run_state)
+from .training_loop import (RunProgress, check_train_config, remove_state, restore_run_state, run_record, run_steps,
+                            run_summary, save_run_state)
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,10 @@ class DVAETrainConfig:
     val_images: int = 500
     eval_every: int = 250
     checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        check_train_config(self, ("batch_size", "train_images", "val_images", "eval_every", "checkpoint_every"),
+                           {"train_images": "--train-images"})
 
 
 def lr_at(step: int, config: DVAETrainConfig) -> float:
@@ -133,8 +137,9 @@ def cli_command(preset: str, seed: int, model_config: DVAEConfig, train_config: 
 
 def check_run(preset: str, seed: int, steps: int, files: list[Path], overwrite_shipped: bool) -> None:
     """Refuse at once, before any data or model is made, what a run could only get wrong later: the
-    meta-only `paper` preset, fewer than one step, a seed torch cannot take, and replacing a shipped
-    file of data/ (one listed in data/MANIFEST.json) without `overwrite_shipped`."""
+    meta-only `paper` preset, fewer than one step, a seed torch cannot take, replacing a shipped
+    file of data/ (one listed in data/MANIFEST.json) without `overwrite_shipped`, and an output folder
+    that cannot be written (`files[0]`'s folder)."""
     from .manifest import shipped_entry
     from .sampling import MAX_SEED
     if get_preset(preset).name == "paper":
@@ -149,6 +154,7 @@ def check_run(preset: str, seed: int, steps: int, files: list[Path], overwrite_s
         raise ValueError(f"{shipped[0]} is a shipped file (listed in data/MANIFEST.json) and training would replace "
                          "it: train into another folder with --out DIR (e.g. --out runs), or pass "
                          "--overwrite-shipped (overwrite_shipped=True) to replace it on purpose")
+    check_output_dir(files[0].parent)  # --out a file, under a file, read-only or /proc: one line, before any work
 
 
 def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None,

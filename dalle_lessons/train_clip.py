@@ -34,7 +34,7 @@ from .shapes import ShapesDataset, caption_scene, render
 from .tokenizer import CaptionTokenizer
 from .manifest import update_entries
 from .train import check_run, lr_at
-from .training_loop import (RunProgress, make_optimizer, remove_state, restore_run_state,
+from .training_loop import (RunProgress, check_train_config, make_optimizer, remove_state, restore_run_state,
                             run_record, run_steps, run_summary, save_run_state)
 
 
@@ -71,6 +71,10 @@ class ClipTrainConfig:
             raise ValueError(f"unknown precision {self.precision!r}: choose 'bf16' or 'fp32'")
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError(f"steps must be >= 1 and batch_size >= 2, got {self.steps} and {self.batch_size}")
+        check_train_config(self, ("val_items", "probe_items", "eval_every", "checkpoint_every"))
+        if isinstance(self.train_items, bool) or not isinstance(self.train_items, int) or self.train_items < 2:
+            raise ValueError(f"ClipTrainConfig: train_items={self.train_items!r} (--train-images {self.train_items}) "
+                             "must be an int of at least 2: a contrastive batch needs two different images")
 
 
 def clip_tokenizer(preset: str, path: str | Path | None = None) -> CaptionTokenizer:

@@ -31,7 +31,7 @@ from .manifest import update_entries
 from .paths import cache_dir, data_dir
 from .shapes import ShapesDataset, caption_scene
 from .train import check_run, lr_at
-from .training_loop import (RunProgress, make_optimizer, remove_state, restore_run_state,
+from .training_loop import (RunProgress, check_train_config, make_optimizer, remove_state, restore_run_state,
                             run_record, run_steps, run_summary, save_run_state)
 from .transformer import DalleTransformer
 
@@ -56,6 +56,10 @@ class DalleTrainConfig:
     val_items: int = 1000
     eval_every: int = 500  # validation (1,000 pairs) costs ~10 steps' time: every 500 steps, not 250
     checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        check_train_config(self, ("batch_size", "train_items", "captions_per_item", "val_items", "eval_every",
+                                  "checkpoint_every"))
 
 
 @dataclass

@@ -9,6 +9,7 @@ the summary a trainer returns.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import signal
@@ -51,6 +52,20 @@ class DeferInterrupt:
             signal.signal(signal.SIGINT, self.previous)
 
 
+def check_train_config(config, counts: tuple[str, ...], flags: dict[str, str] | None = None) -> None:
+    """Refuse, when a training config is made, what would train on nothing or silently produce NaN weights:
+    every field named in `counts` an int >= 1, `lr` a finite number > 0. `flags` names the CLI flag of a field."""
+    flags = flags or {}
+    for name in counts:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            flag = f" ({flags[name]} {value})" if name in flags else ""
+            raise ValueError(f"{type(config).__name__}: {name}={value!r}{flag} must be an int of at least 1")
+    lr = config.lr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"{type(config).__name__}: lr={lr!r} must be a finite number > 0 (the learning rate)")
+
+
 def check_resumable(state_path: Path, state: dict, saved_train_config, train_config, seed: int,
                     model_config) -> None:
     """Refuse to resume a run whose seed, training settings or model differ from this one's."""
@@ -91,12 +106,18 @@ def restore_run_state(path: Path, seed: int, model: torch.nn.Module, optimizer: 
     """Load what `save_run_state` wrote into `model`, `optimizer` and `generators`, after refusing a run
     with other settings (`read_train_config` turns the saved dict back into the trainer's config)."""
     state = checkpoints.load_state(path)
-    check_resumable(path, state, read_train_config(state["train_config"]), train_config, seed, model_config)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    for name, generator in generators.items():
-        generator.set_state(state[name])
-    return RunProgress(state["step"], state["elapsed"], state["history"])
+    try:
+        saved = read_train_config(state["train_config"])
+        check_resumable(path, state, saved, train_config, seed, model_config)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for name, generator in generators.items():
+            generator.set_state(state[name])
+        return RunProgress(state["step"], state["elapsed"], state["history"])
+    except (KeyError, TypeError, AttributeError, RuntimeError) as error:  # another trainer's state, or edited
+        what = f"no {error}" if isinstance(error, KeyError) else str(error).splitlines()[0][:80]
+        raise checkpoints.CheckpointError(f"{path} is not a training state of this run ({type(error).__name__}: "
+                                          f"{what}): start afresh without --resume") from None
 
 
 def run_steps(progress: RunProgress, total: int, one_step: Callable[[], Any],

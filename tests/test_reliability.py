@@ -337,3 +337,153 @@ def test_evaluate_generation_and_rerank_refuse_bad_options_before_loading(argv, 
     assert main(["evaluate", *argv, "--checkpoint", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "no pipeline" not in err
+
+
+# --- found by benchmarks/bad_inputs.py (the re-measured table) ------------------------------------------
+
+def test_a_prompt_that_is_not_valid_unicode_is_a_one_line_error(pipe, capsys):
+    with pytest.raises(ValueError, match="not valid Unicode") as caught:
+        pipe.generate("\ud800 a red circle")
+    one_line(caught.value)
+    # undecodable bytes on a command line reach Python as lone surrogates (surrogateescape)
+    assert main(["generate", "\udcff\udcfe red circle", "-n", "1", "--checkpoint", "nowhere"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not valid Unicode" in err and "\\udcff" in err
+
+
+def test_training_the_tokenizer_from_python_never_replaces_the_shipped_one_unasked(scratch_data, tmp_path):
+    from dalle_lessons.tokenizer import train_default
+    shipped = scratch_data / "tokenizer.json"
+    before = shipped.read_bytes()
+    with pytest.raises(ValueError, match="shipped file.*overwrite_shipped=True"):
+        train_default("tiny", n_captions=100)
+    assert shipped.read_bytes() == before
+    assert train_default("tiny", n_captions=100, path=tmp_path / "t.json").is_file()
+
+
+@pytest.mark.parametrize("make_path, message", [
+    (lambda tmp: tmp / ("x" * 300 + ".png"), "longer than this file system's limit"),
+    (lambda tmp: "", "the output file name is empty"),
+    (lambda tmp: "/proc/grid.png", "cannot write /proc/grid.png"),
+])
+def test_output_files_that_cannot_be_written_are_refused_in_one_short_line(make_path, message, tmp_path):
+    from dalle_lessons.paths import check_output_file
+    with pytest.raises((ValueError, PermissionError), match=message) as caught:
+        check_output_file(make_path(tmp_path))
+    assert len(one_line(caught.value)) < 300
+    from dalle_lessons.tokenizer import CaptionTokenizer
+    with pytest.raises(PermissionError, match="cannot write /proc/t.json"):
+        CaptionTokenizer.load().save("/proc/t.json")
+
+
+def test_cli_out_empty_is_refused_not_the_default_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "a red circle", "-n", "1", "--out", ""]) == 2
+    assert "the output file name is empty" in capsys.readouterr().err
+    assert not (tmp_path / "generated.png").exists()
+
+
+def test_a_damaged_manifest_stops_loading_instead_of_skipping_the_check(scratch_data):
+    (scratch_data / MANIFEST).write_text("{ not json")
+    with pytest.raises(ValueError, match="MANIFEST.json is not valid JSON.*data manifest") as caught:
+        checkpoints.load(scratch_data / "dvae-cpu.safetensors")
+    one_line(caught.value)
+    (scratch_data / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(ValueError, match="holds a JSON list, not a manifest"):
+        checkpoints.load(scratch_data / "dvae-cpu.safetensors")
+
+
+def test_a_shipped_file_replaced_by_an_lfs_pointer_or_pickle_says_so_in_a_short_line(scratch_data):
+    path = scratch_data / "dvae-cpu.safetensors"
+    for content, message in [(b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 9\n", "git lfs pull"),
+                             (pickle.dumps({"w": 1}), "is a pickle"), (b"", "is empty")]:
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match="the manifest says 4,359,684: it ") as caught:
+            checkpoints.load(path)
+        text = one_line(caught.value)
+        assert message in text and len(text) - len(str(path)) < 250
+
+
+def test_same_size_corruption_of_any_saved_checkpoint_or_training_state_is_caught(tmp_path):
+    model = random_transformer()
+    path = checkpoints.save(model, model.config, tmp_path / "m.safetensors")
+    assert len(json.loads(checkpoints.json_path(path).read_text())["sha256"]) == 64
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a weight's byte: the structure is intact, the file size the same
+    path.write_bytes(bytes(data))
+    with pytest.raises(checkpoints.CheckpointError, match="not the file its m.json was saved with") as caught:
+        checkpoints.load(path)
+    one_line(caught.value)
+    state = checkpoints.save_state(tmp_path / "s.state.safetensors", {"step": 3, "w": torch.ones(1000)})
+    data = bytearray(state.read_bytes())
+    data[-10] ^= 0xFF
+    state.write_bytes(bytes(data))
+    with pytest.raises(checkpoints.CheckpointError, match="not the file.*without --resume"):
+        checkpoints.load_state(state)
+    (tmp_path / "m.json").unlink()
+    with pytest.raises(FileNotFoundError, match="m.json is missing.*restore the .json beside it"):
+        checkpoints.load(path)
+
+
+@pytest.fixture
+def stopped_run(tmp_path):
+    """A tiny dVAE run stopped after 1 of 2 steps: its state file is in tmp_path."""
+    config = DVAETrainConfig(steps=2, train_images=64, val_images=16)
+    train_dvae("tiny", out=tmp_path, stop_at=1, train_config=config, progress=False, log=lambda s: None)
+    return tmp_path / "dvae-tiny.state.json", config
+
+
+@pytest.mark.parametrize("edit", ["drop train_config", "another trainer's config"])
+def test_resuming_from_a_state_of_another_kind_is_a_one_line_error(stopped_run, edit, capsys):
+    meta_file, config = stopped_run
+    meta = json.loads(meta_file.read_text())
+    entries = [kv for kv in meta["state"]["__dict__"] if kv[0] != "train_config"]
+    if edit == "another trainer's config":
+        entries.append(["train_config", {"__dict__": [["precision", "bf16"], ["train_items", 5]]}])
+    meta["state"]["__dict__"] = entries
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(checkpoints.CheckpointError, match="is not a training state of this run.*without --resume") as e:
+        train_dvae("tiny", out=meta_file.parent, resume=True, train_config=config, progress=False)
+    one_line(e.value)
+    assert main(["train", "dvae", "--preset", "tiny", "--steps", "2", "--train-images", "64",
+                 "--out", str(meta_file.parent), "--resume"]) == 2
+    assert "not a training state of this run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: DVAETrainConfig(batch_size=0), "batch_size=0"),
+    (lambda: DVAETrainConfig(train_images=0), r"train_images=0 \(--train-images 0\)"),
+    (lambda: DVAETrainConfig(lr=float("nan")), "lr=nan must be a finite number"),
+    (lambda: DalleTrainConfig(train_items=0), "train_items=0"),
+    (lambda: DalleTrainConfig(lr=-1.0), "lr=-1.0"),
+    (lambda: __import__("dalle_lessons.train_clip", fromlist=["x"]).ClipTrainConfig(train_items=1),
+     "train_items=1 .*two different images"),
+])
+def test_training_configs_refuse_what_would_train_on_nothing(make, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        make()
+    one_line(caught.value)
+
+
+def test_training_into_a_file_or_an_unwritable_folder_stops_before_any_work(tmp_path, capsys):
+    (tmp_path / "file.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match="file.png is a file, not a folder"):
+        train_dvae("tiny", out=tmp_path / "file.png", train_config=DVAETrainConfig(steps=1), progress=False)
+    assert main(["train", "dvae", "--preset", "tiny", "--steps", "1", "--out", "/proc/run"]) == 2
+    assert "cannot write into /proc/run" in capsys.readouterr().err
+
+
+def test_cli_evaluate_judge_and_dvae_need_two_images_and_every_error_is_one_line(capsys):
+    from dalle_lessons.__main__ import _one_line
+    for what in ("judge", "dvae"):
+        assert main(["evaluate", what, "--n", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--n 1: evaluate {what} needs at least 2" in err
+    text = _one_line(ValueError("the parts do not fit:\n  - a\n  - b\nFix: c"))
+    assert text == "the parts do not fit: - a - b Fix: c"
+
+
+def test_cli_hint_for_a_prompt_that_looks_like_a_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "-x"])
+    assert "goes after --" in capsys.readouterr().err
