@@ -400,6 +400,17 @@ GENERATION_COLUMNS = ["set", "captions", "images", "all_correct", "count", "shap
                       "relation", "background", "distinct_images", "distinct_readings"]
 
 
+def _print_pairs(rows: list[dict]) -> None:
+    """Set b per held-out pair: how often it is drawn right, and the three readings drawn most often."""
+    pairs = next((row["pairs"] for row in rows if "pairs" in row), None)
+    if not pairs:
+        return
+    print("set b per held-out pair: all_correct (%), and what the judge reads most often (of the images)")
+    for name, pair in pairs.items():
+        drawn = ", ".join(f"{what} {count}" for what, count in list(pair["drawn"].items())[:3])
+        print(f"  {name:<16} {pair['all_correct']:5.1f}  ({pair['images']} images: {drawn})")
+
+
 def _evaluate_generation(args: argparse.Namespace) -> int:
     from .environment import machine_summary
     from .evaluate import GENERATION_SETS, evaluate_generation, format_table, generation_sweep
@@ -429,6 +440,7 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
     print("all_correct: every stated attribute right and exactly the stated number of objects; an attribute's "
           "accuracy counts only captions that state it ('-': none does)")
     print(report["diversity"])
+    _print_pairs(report["rows"])
     if report["truncated_captions"]:
         print(f"note: {report['truncated_captions']} caption(s) were longer than the model's text length "
               f"and were truncated")
