@@ -168,12 +168,23 @@ class TextToImage:
     # --- loading and saving --------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | None = None) -> TextToImage:
+    def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | None = None,
+                        adapter: str | os.PathLike | None = None, merge_adapter: bool = True) -> TextToImage:
         """Load the shipped `cpu` pipeline from data/ (path None) or a folder written by `save_pretrained`.
 
-        `device` defaults to the GPU when there is one, else the CPU.
+        `device` defaults to the GPU when there is one, else the CPU. `adapter`: a LoRA adapter written by
+        `finetune --method lora` (its .safetensors file, or its folder), trained on exactly this pipeline's
+        transformer (checked); merged into the weights, or kept as LoRA modules with `merge_adapter=False`.
         """
         device = resolve_device(device)  # an unknown device, or cuda without a GPU, fails before any loading
+        if adapter is not None:
+            from .lora import load_adapter, read_adapter_metadata
+            read_adapter_metadata(adapter)  # a missing or foreign adapter fails before the model loads
+            pipe = cls.from_pretrained(path, device)
+            load_adapter(pipe.transformer, adapter, merge=merge_adapter)
+            pipe.transformer.eval()
+            pipe.provenance["adapter"] = str(adapter)
+            return pipe
         if path is None:
             return cls._from_data_dir(device)
         folder = Path(path)
