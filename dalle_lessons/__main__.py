@@ -12,6 +12,9 @@
     python -m dalle_lessons evaluate clip [--checkpoint PATH] [--json]
     python -m dalle_lessons evaluate rerank [--captions N] [--max-rerank 64] [--json]
     python -m dalle_lessons generate "a small red circle above a blue square" -n 8 --seed 0 --out grid.png
+    python -m dalle_lessons finetune --data DIR|"heldout:blue square" --out DIR [--method full|last-layers|lora]
+                                     [--rank R] [--layers N] [--steps N] [--lr LR] [--seed S] [--examples K] [--resume]
+    python -m dalle_lessons generate "a blue square" --adapter DIR/adapter.safetensors
     python -m dalle_lessons serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--checkpoint DIR]
 """
 from __future__ import annotations
@@ -224,7 +227,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         check_output_file("generated.png" if args.out is None else args.out)
     device = resolve_device(args.device)
     start = time.perf_counter()
-    pipe = TextToImage.from_pretrained(args.checkpoint, device=device)
+    pipe = TextToImage.from_pretrained(args.checkpoint, device=device, adapter=args.adapter)
     loaded = time.perf_counter()
     images = pipe.generate(args.prompts, n=args.n, size=args.size, seed=args.seed, rerank=args.rerank,
                            on_overflow=args.on_overflow, **settings)
@@ -250,6 +253,56 @@ def cmd_generate(args: argparse.Namespace) -> int:
           f"{width}x{height}, seed {args.seed}")
     print(f"sampling: {_describe_sampling(settings)}")
     print(f"generated in {generated - loaded:.1f} s (model loaded in {loaded - start:.1f} s)")
+    return 0
+
+
+#: The `finetune` flags that apply to one method only; given with another method they are refused.
+FINETUNE_FLAGS = {"rank": "lora", "alpha": "lora", "layers": "last-layers"}
+
+
+def _check_finetune_flags(args: argparse.Namespace) -> None:
+    from .finetune import METHODS
+    if args.method not in METHODS:
+        raise ValueError(f"--method {str(args.method)[:40]!r} is not a method: choose one of {', '.join(METHODS)}")
+    for flag, method in FINETUNE_FLAGS.items():
+        if getattr(args, flag) is not None and args.method != method:
+            raise ValueError(f"--{flag} applies to --method {method}, not to --method {args.method}: drop it")
+    if args.rank is not None and args.rank < 1:
+        raise ValueError(f"--rank {args.rank}: the LoRA rank must be at least 1 (e.g. --rank 4)")
+    if args.layers is not None and args.layers < 1:
+        raise ValueError(f"--layers {args.layers}: train at least the last 1 block")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps {args.steps}: fine-tuning needs at least 1 step")
+    if args.lr is not None and not (args.lr > 0 and args.lr != float("inf")):
+        raise ValueError(f"--lr {args.lr}: the learning rate must be a finite number > 0 (e.g. --lr 0.002)")
+    if args.examples is not None and args.examples < 8:
+        raise ValueError(f"--examples {args.examples}: a built-in set needs at least 8 examples")
+    if not str(args.data).strip():
+        raise ValueError("--data is empty: give a folder of images with captions.jsonl, or 'heldout:<color> <shape>'")
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import FinetuneConfig, finetune
+    _check_finetune_flags(args)
+    changes = {"method": args.method, "steps": args.steps, "lr": args.lr, "rank": args.rank, "alpha": args.alpha,
+               "last_layers": args.layers}
+    config = FinetuneConfig(**{k: v for k, v in changes.items() if v is not None})
+    try:
+        summary = finetune(args.data, args.out, config, seed=args.seed, base=args.from_, examples=args.examples,
+                           resume=args.resume, device=args.device, log=print)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    final = summary["history"][-1] if summary["history"] else {}
+    size = f", {summary['adapter_bytes'] / 1024:.0f} KB" if "adapter_bytes" in summary else ""
+    print(f"wrote {summary['path']}{size} ({args.method}, {summary['trainable_parameters']:,} trainable parameters) "
+          f"after {summary['step']} steps in {summary['seconds']:.0f} s"
+          + (f" (val text loss {final['val_text_loss']:.3f}, image loss {final['val_image_loss']:.3f})" if final else ""))
+    if args.method == "lora":
+        print(f"use it: python -m dalle_lessons generate \"a blue square\" --adapter {summary['path']}"
+              + (f" --checkpoint {args.from_}" if args.from_ else ""))
+    else:
+        print(f"use it: python -m dalle_lessons generate \"a blue square\" --checkpoint {summary['path']}")
     return 0
 
 
@@ -547,8 +600,33 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--rerank", type=int, default=1,
                           help="sample this many candidates per image and keep the one CLIP scores highest "
                                "(default 1: no reranking; at most 128)")
+    generate.add_argument("--adapter", default=None,
+                          help="a LoRA adapter written by `finetune --method lora` (adapter.safetensors or its folder), "
+                               "trained on the --checkpoint model (default: the shipped one)")
     _add_sampling(generate)
     generate.set_defaults(func=cmd_generate)
+
+    tune = sub.add_parser("finetune", help="fine-tune the pretrained model on a folder of images or a built-in set",
+                          description="Fine-tune the pretrained transformer on new images: a folder of PNG/JPEG "
+                                      "images with captions.jsonl ({\"file\": ..., \"caption\": ...} per line) or "
+                                      "captions.csv (file,caption), or a built-in set 'heldout:<color> <shape>'. "
+                                      "One example in eight is held out for validation.")
+    tune.add_argument("--data", required=True, help="a folder of images + captions.jsonl/csv, or 'heldout:blue square'")
+    tune.add_argument("--out", required=True, help="output folder (not data/): the adapter (lora) or a pipeline folder")
+    tune.add_argument("--from", dest="from_", default=None, metavar="DIR",
+                      help="the base: a folder written by TextToImage.save_pretrained (default: the shipped model)")
+    tune.add_argument("--method", default="lora", help="full, last-layers or lora (default lora)")
+    tune.add_argument("--rank", type=int, default=None, help="lora: rank of each adapter (default 4)")
+    tune.add_argument("--alpha", type=float, default=None, help="lora: scale alpha / rank (default alpha = rank)")
+    tune.add_argument("--layers", type=int, default=None, help="last-layers: how many last blocks train (default 1)")
+    tune.add_argument("--steps", type=int, default=None, help="training steps (default 200)")
+    tune.add_argument("--lr", type=float, default=None,
+                      help="learning rate (default: 2e-3 for lora, 3e-4 for last-layers, 1e-4 for full)")
+    tune.add_argument("--seed", type=int, default=0, help="the training seed (default 0)")
+    tune.add_argument("--examples", type=int, default=None, help="built-in sets: how many scenes (default 128)")
+    tune.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    tune.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    tune.set_defaults(func=cmd_finetune)
 
     serve = sub.add_parser("serve", help="answer OpenAI's images API (images.generate, images.edit) with the model",
                            description="An OpenAI-compatible images API: POST /v1/images/generations and "

@@ -402,6 +402,20 @@ def _load_base(base, device: str):
     return pipe, ("the shipped cpu model (data/dalle-cpu.safetensors)" if base is None else f"the pipeline in {base}")
 
 
+def _base_image_size(base) -> int | None:
+    """The base pipeline's image size, read from its JSON without loading it (None when unknown)."""
+    from . import checkpoints
+    from .pipeline import SHIPPED, TextToImage
+    try:
+        if isinstance(base, TextToImage):
+            return base.native_size
+        if base is None:
+            return int(checkpoints.read_metadata(data_dir() / SHIPPED["dvae"][0])["config"]["image_size"])
+        return int(json.loads((Path(base) / "pipeline.json").read_text())["image_size"])
+    except Exception:  # a damaged or missing base: loading it says what is wrong, in its own words
+        return None
+
+
 def prepare_model(model, config: FinetuneConfig, seed: int) -> None:
     """Make the right weights trainable for the method (and add the LoRA adapters)."""
     if config.method == "full":
@@ -478,10 +492,16 @@ def finetune(data: str | Path | FinetuneData, out: str | Path, config: FinetuneC
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED - 4:
         raise ValueError(f"--seed {str(seed)[:30]}: a training seed is an int from 0 to 2**63 - 5")
     out = check_out(out, base)
+    if resume and not (out / STATE_NAME).exists():
+        raise FileNotFoundError(f"no training state at {out / STATE_NAME}: nothing to resume; start afresh without "
+                                "--resume (a run saves its state as it goes and when interrupted)")
     write = log or tqdm.write
     device = resolve_device(device)
+    size = _base_image_size(base)  # bad data is refused before the model loads, when the size is known
+    examples_data = load_data(data, size, examples) if size else None
     pipe, base_description = _load_base(base, device)
-    examples_data = load_data(data, pipe.native_size, examples)
+    if examples_data is None or pipe.native_size != size:
+        examples_data = load_data(data, pipe.native_size, examples)
     if len(examples_data) < MIN_EXAMPLES:
         raise ValueError(f"only {len(examples_data)} example(s): fine-tuning needs at least {MIN_EXAMPLES}")
     notes = examples_data.notes + caption_notes(pipe.tokenizer, examples_data.captions)

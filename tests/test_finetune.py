@@ -340,3 +340,81 @@ def test_an_adapter_on_another_base_is_a_one_line_error_naming_both(tmp_path, ad
         TextToImage.from_pretrained(other, device="cpu", adapter=tmp_path / "missing.safetensors")
     with pytest.raises(ValueError, match="is not a LoRA adapter"):
         TextToImage.from_pretrained(other, device="cpu", adapter=other / "transformer.safetensors")
+
+
+# --- the command line --------------------------------------------------------------------------------------
+
+def cli(*args) -> list[str]:
+    return ["finetune", "--data", "heldout:blue square", "--examples", "16", *args]
+
+
+def test_cli_finetune_then_generate_with_the_adapter(base, tmp_path, capsys):
+    from dalle_lessons.__main__ import main
+    out = tmp_path / "run"
+    assert main(cli("--out", str(out), "--from", str(base), "--steps", "4", "--rank", "2", "--seed", "1")) == 0
+    printed = capsys.readouterr().out
+    assert "adapter.safetensors" in printed and "after 4 steps" in printed and "--adapter" in printed
+    assert json.loads((out / "adapter.json").read_text())["rank"] == 2
+    assert main(["generate", "a blue square", "-n", "2", "--checkpoint", str(base), "--adapter", str(out),
+                 "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").exists()
+    assert main(cli("--out", str(tmp_path / "full"), "--from", str(base), "--steps", "2", "--method", "last-layers",
+                    "--layers", "1")) == 0
+    assert (tmp_path / "full" / "pipeline.json").exists()
+    capsys.readouterr()
+    assert main(["generate", "a blue square", "-n", "2", "--checkpoint", str(tmp_path / "full"),
+                 "--adapter", str(out), "--out", str(tmp_path / "grid2.png")]) == 2  # trained on another base
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "was trained on base" in error and "this transformer's weights are" in error
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "everything"], "--method 'everything' is not a method: choose one of full, last-layers, lora"),
+    (["--rank", "0"], "--rank 0: the LoRA rank must be at least 1"),
+    (["--rank", "-2"], "--rank -2: the LoRA rank must be at least 1"),
+    (["--method", "full", "--rank", "4"], "--rank applies to --method lora, not to --method full: drop it"),
+    (["--layers", "2"], "--layers applies to --method last-layers, not to --method lora"),
+    (["--method", "last-layers", "--layers", "0"], "--layers 0: train at least the last 1 block"),
+    (["--steps", "0"], "--steps 0: fine-tuning needs at least 1 step"),
+    (["--lr", "0"], "--lr 0.0: the learning rate must be a finite number > 0"),
+    (["--lr", "nan"], "--lr nan"),
+    (["--examples", "3"], "--examples 3: a built-in set needs at least 8 examples"),
+    (["--seed", "-1"], "--seed -1: a training seed"),
+    (["--method", "last-layers", "--layers", "9"], "--layers 9: the transformer has only 2 blocks"),
+])
+def test_cli_bad_flags_are_one_line_errors(base, tmp_path, capsys, args, message):
+    from dalle_lessons.__main__ import main
+    assert main(cli("--out", str(tmp_path / "run"), "--from", str(base), *args)) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1 and message in error, error
+    assert not (tmp_path / "run" / "adapter.safetensors").exists()
+
+
+@pytest.mark.parametrize("data, message", [
+    ("heldout:red circle", "'red circle' is not a held-out pair"),
+    ("nowhere/", "no folder nowhere"),
+])
+def test_cli_bad_data_is_a_one_line_error(base, tmp_path, capsys, data, message):
+    from dalle_lessons.__main__ import main
+    args = ["finetune", "--data", data, "--out", str(tmp_path / "run"), "--from", str(base)]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error, error
+
+
+def test_cli_resume_without_a_state_and_a_missing_adapter_are_one_line_errors(base, tmp_path, capsys):
+    from dalle_lessons.__main__ import main
+    assert main(cli("--out", str(tmp_path / "run"), "--from", str(base), "--resume")) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["generate", "a blue square", "--checkpoint", str(base), "--adapter", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "g.png")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no adapter at" in error
+
+
+def test_cli_finetune_runs_as_a_module(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "dalle_lessons", "finetune", "--data", str(tmp_path / "empty"),
+                          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no folder" in out.stderr
