@@ -75,12 +75,20 @@ JUDGE_CONDITIONS = {
 }
 
 
+def _check_images(n) -> None:
+    """`n` test images, split half one-object, half two-object: an int of at least 2."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+        raise ValueError(f"n={n!r}: the evaluation needs at least 2 test images (half one-object, half "
+                         "two-object); pass an int n >= 2")
+
+
 def evaluate_judge(n: int = 2000, preset: str = "cpu", seed: int = 0) -> list[dict]:
     """Judge accuracy on `n` test-split renders (half one-object, half two-object) per condition.
 
     Also a negative control: each image scored against the caption of a different scene; a trusted
     judge must reject almost all of those.
     """
+    _check_images(n)
     halves = [ShapesDataset("test", n // 2, preset=preset, seed=seed, n_objects=k) for k in (1, 2)]
     rows = []
     for name, condition in JUDGE_CONDITIONS.items():
@@ -138,6 +146,7 @@ def evaluate_dvae(checkpoint: str | None = None, n: int = 2000, preset: str = "c
     from .dvae import code_usage, psnr
     from .paths import data_dir
 
+    _check_images(n)
     path = checkpoint or str(data_dir() / f"dvae-{preset}.safetensors")
     if not Path(path).exists():
         raise FileNotFoundError(f"no dVAE checkpoint at {path}: train one with "
@@ -238,7 +247,7 @@ def generation_settings(sampling: dict | None = None) -> dict:
     sampling = dict(sampling or {})
     unknown = sorted(set(sampling) - set(DEFAULT_SAMPLING))
     if unknown:
-        raise ValueError(f"unknown sampling setting(s) {', '.join(unknown)}: the settings are "
+        raise ValueError(f"unknown sampling setting(s) {', '.join(unknown)}: choose from "
                          f"{', '.join(DEFAULT_SAMPLING)}")
     return {**DEFAULT_SAMPLING, **sampling}
 

@@ -156,9 +156,9 @@ class TextToImage:
                  provenance: dict | None = None):
         problems = part_mismatches(tokenizer, dvae, transformer)
         if problems:
-            raise ValueError("the pipeline's parts do not fit together:\n  - " + "\n  - ".join(problems)
-                             + "\nFix: use a tokenizer, dVAE and transformer made for the same preset "
-                               "(train each with the same --preset).")
+            raise ValueError("the pipeline's parts do not fit together (" + "; ".join(problems)
+                             + "): use a tokenizer, dVAE and transformer made for the same preset "
+                               "(train each with the same --preset)")
         self.tokenizer, self.dvae, self.transformer = tokenizer, dvae.eval(), transformer.eval()
         self.dvae.to(self.device)
         self.provenance = provenance or {}  # what each checkpoint recorded about its training
@@ -187,6 +187,10 @@ class TextToImage:
             return pipe
         if path is None:
             return cls._from_data_dir(device)
+        if not isinstance(path, (str, os.PathLike)):
+            shown = repr(path) if len(repr(path)) <= 60 else f"a {type(path).__name__}"
+            raise TypeError(f"from_pretrained takes a folder written by save_pretrained (a str or path), or None "
+                            f"for the shipped cpu model; got {shown}")
         folder = Path(path)
         if not folder.exists():
             raise FileNotFoundError(f"no pipeline at {folder}: save one there with "
@@ -198,7 +202,7 @@ class TextToImage:
         index = _check_file(folder / "pipeline.json", "pipeline index",
                             "this folder was not written by TextToImage.save_pretrained (or the save "
                             "was interrupted): save the pipeline there again")
-        meta = json.loads(index.read_text())
+        meta = checkpoints._read_json(index)  # an LFS pointer, an empty file or a non-dict: one line
         if meta.get("format") != FORMAT:
             raise ValueError(f"{index} is not a {FORMAT} file (format {meta.get('format')!r}): "
                              "save the pipeline again with this version's save_pretrained")
@@ -228,9 +232,11 @@ class TextToImage:
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write pipeline.json, tokenizer.json, dvae.* and transformer.* (safetensors + JSON) into `path`."""
+        from .paths import check_output_dir
         folder = Path(path)
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"{folder} is a file: save_pretrained writes a folder, give it a folder path")
+        check_output_dir(folder)  # unwritable (under a file, /proc, read-only): one line, before any writing
         folder.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save(folder / PARTS["tokenizer"])
         checkpoints.save(self.dvae, self.dvae.config, folder / PARTS["dvae"], extra=self.provenance.get("dvae"))
@@ -249,6 +255,7 @@ class TextToImage:
         return folder
 
     def to(self, device: str | torch.device) -> TextToImage:
+        device = resolve_device(str(device))  # "foo" or cuda without a GPU: one line, nothing moved
         self.dvae.to(device)
         self.transformer.to(device)
         if self._clip is not None:
@@ -268,9 +275,9 @@ class TextToImage:
         problems = clip_mismatches(clip, tokenizer_fingerprint, tokenizer_fingerprint_of(self.tokenizer),
                                    self.tokenizer.text_seq_len, self.native_size)
         if problems:
-            raise ValueError("this CLIP cannot rerank this pipeline's images:\n  - " + "\n  - ".join(problems)
-                             + "\nFix: train CLIP for the same preset and tokenizer "
-                               "(`python -m dalle_lessons train clip --preset PRESET`).")
+            raise ValueError("this CLIP cannot rerank this pipeline's images (" + "; ".join(problems)
+                             + "): train CLIP for the same preset and tokenizer "
+                               "(`python -m dalle_lessons train clip --preset PRESET`)")
         self._clip = clip.eval().to(self.device)
         return self
 
@@ -448,7 +455,8 @@ class TextToImage:
             raise ValueError(f"to_pil expects images [batch, 3, H, W] in [0, 1], got {shape}")
         if not torch.isfinite(images).all():  # clamp would turn NaN into black without a word
             raise ValueError(f"the images hold {int((~torch.isfinite(images)).sum())} NaN or infinite values: "
-                             "a model or a computation upstream has diverged")
+                             "a model or a computation upstream has diverged; reload the model "
+                             "(from_pretrained) or pass finite values in [0, 1]")
         array = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         pictures = [Image.fromarray(a, "RGB") for a in array]
         if side == images.shape[-1]:

@@ -487,3 +487,37 @@ def test_cli_hint_for_a_prompt_that_looks_like_a_flag(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "-x"])
     assert "goes after --" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("index", ["{ not json", "", "[1, 2]", "version https://git-lfs.github.com/spec/v1\n"])
+def test_a_damaged_pipeline_index_is_a_one_line_error(pipe, tmp_path, index):
+    pipe.save_pretrained(tmp_path / "saved")
+    (tmp_path / "saved" / "pipeline.json").write_text(index)
+    with pytest.raises(ValueError) as caught:
+        TextToImage.from_pretrained(tmp_path / "saved", device="cpu")
+    assert "pipeline.json" in one_line(caught.value)
+
+
+def test_pipeline_paths_and_devices_of_the_wrong_kind_are_one_line_errors(pipe, tmp_path):
+    with pytest.raises(TypeError, match="save_pretrained .*got 123"):
+        TextToImage.from_pretrained(123)
+    (tmp_path / "a-file").write_text("x")
+    for target in (tmp_path / "a-file" / "below", "/proc/dalle-lessons-test"):
+        with pytest.raises((ValueError, PermissionError)) as caught:
+            pipe.save_pretrained(target)
+        one_line(caught.value)
+    with pytest.raises(ValueError) as caught:
+        pipe.to("foo")
+    assert "foo" in one_line(caught.value)
+    assert pipe.device.type == "cpu"  # nothing moved
+
+
+def test_evaluations_refuse_fewer_than_two_images_by_the_name_n():
+    from dalle_lessons.evaluate import evaluate_dvae, evaluate_judge, generation_settings
+    for n in (0, 1, -5, 2.5):
+        with pytest.raises(ValueError, match=r"n=.*at least 2 test images"):
+            evaluate_judge(n=n)
+    with pytest.raises(ValueError, match=r"n=0"):
+        evaluate_dvae(n=0)
+    with pytest.raises(ValueError, match="choose from temperature"):
+        generation_settings({"foo": 1})
