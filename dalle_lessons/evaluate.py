@@ -326,12 +326,14 @@ def _score_set(pipe, ids: torch.Tensor, caption_set: CaptionSet, samples: int, b
     accuracy = Accuracy()
     distinct_images = distinct_readings = 0
     pairs: dict[str, dict] = {}
+    tallies: dict[str, list] = defaultdict(list)
     for p, claim in enumerate(caption_set.claims):
         rows = range(p * samples, (p + 1) * samples)
         readings = [judge.read_image(images[j]) for j in rows]
         for reading in readings:
             result = judge.score_reading(reading, claim)
             accuracy.add(result)
+            _tally_asked_drawn(tallies, claim, reading)
             if len(claim.objects) == 1:
                 _count_pair(pairs, claim, reading, result.all_correct)
         distinct_images += len({tuple(ids[j].tolist()) for j in rows})
@@ -342,10 +344,46 @@ def _score_set(pipe, ids: torch.Tensor, caption_set: CaptionSet, samples: int, b
     out = {"set": caption_set.name, "description": caption_set.description, "captions": n,
            "images": accuracy.n, **row, "distinct_images": distinct_images / n,
            "distinct_readings": distinct_readings / n}
+    out["confusion"] = {name: _confusion(name, pairs_) for name, pairs_ in tallies.items()}
     if caption_set.name == "b":  # held-out pairs: how each one fares, and what is drawn instead
         out["pairs"] = {name: {**pair, "all_correct": 100 * pair["all_correct"] / pair["images"],
                                "drawn": dict(pair["drawn"].most_common())} for name, pair in sorted(pairs.items())}
     return out
+
+
+def _confusion_labels() -> dict[str, list]:
+    """The labels of each confusion matrix (lesson 09); a drawn value outside them lands in the last column."""
+    from .shapes import COLORS, POSITION_NAMES, SHAPES, SIZES
+    return {"count": [1, 2], "color": list(COLORS), "shape": list(SHAPES), "size": list(SIZES),
+            "position": list(POSITION_NAMES.values())}
+
+
+def _tally_asked_drawn(tallies: dict, claim, reading: judge.Reading) -> None:
+    """Record (asked, drawn) per attribute: the object count for every caption; color, shape, and the
+    size and cell where stated, for one-object captions whose image holds exactly one object (None is
+    drawn when it holds another number: the attribute cannot be read off one object)."""
+    from .shapes import POSITION_NAMES
+    tallies["count"].append((len(claim.objects), len(reading.objects)))
+    if len(claim.objects) != 1:
+        return
+    asked = claim.objects[0]
+    drawn = reading.objects[0] if len(reading.objects) == 1 else None
+    tallies["color"].append((asked.color, drawn and drawn.color))
+    tallies["shape"].append((asked.shape, drawn and drawn.shape))
+    if asked.size is not None:
+        tallies["size"].append((asked.size, drawn and drawn.size))
+    if asked.row is not None:
+        tallies["position"].append((POSITION_NAMES[(asked.row, asked.col)],
+                                    drawn and POSITION_NAMES[(drawn.row, drawn.col)]))
+
+
+def _confusion(name: str, asked_drawn: list) -> dict:
+    """{"labels", "counts"}: counts[i][j] images asked labels[i] and drawn labels[j]; the extra last
+    column counts images where the attribute was drawn otherwise (no single object, unreadable)."""
+    from .metrics import confusion_matrix
+    labels = _confusion_labels()[name]
+    asked, drawn = zip(*asked_drawn)
+    return {"labels": labels, "counts": confusion_matrix(asked, drawn, labels).tolist()}
 
 
 def _count_pair(pairs: dict, claim, reading: judge.Reading, correct: bool) -> None:

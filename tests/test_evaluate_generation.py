@@ -113,3 +113,19 @@ def test_set_b_is_broken_down_per_held_out_pair(pipe):
         assert sum(pair["drawn"].values()) == pair["images"] and 0 <= pair["all_correct"] <= 100
     overall = sum(p["all_correct"] * p["images"] for p in pairs.values()) / rows["b"]["images"]
     assert abs(overall - rows["b"]["all_correct"]) < 1e-9
+
+
+def test_confusion_matrices_count_every_image_once_per_attribute(pipe):
+    report = evaluate_generation(pipe, n_captions=6, samples=2, seed=0)
+    for row in report["rows"]:
+        confusion = row["confusion"]
+        assert sum(map(sum, confusion["count"]["counts"])) == row["images"]  # every image, once
+        if row["set"] in "ab":  # one-object captions: color and shape for every image
+            for name in ("color", "shape"):
+                counts = confusion[name]["counts"]
+                assert len(counts) == len(confusion[name]["labels"]) and all(len(r) == len(counts) + 1 for r in counts)
+                assert sum(map(sum, counts)) == row["images"]
+        else:
+            assert set(confusion) == {"count"}  # two objects: which drawn object answers which is not read here
+        diagonal = sum(confusion["count"]["counts"][i][i] for i in range(2))
+        assert diagonal == round(row["count"] * row["images"] / 100)  # agrees with the count accuracy
