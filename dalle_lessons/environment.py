@@ -110,6 +110,23 @@ def resolve_device(device: "str | None") -> str:
     return name
 
 
+def bf16_is_fast(device: str = "cpu") -> bool:
+    """Whether bfloat16 autocast makes training faster on `device`: a CUDA GPU that supports bf16, or a CPU
+    with bf16 units (Linux's avx512_bf16 or amx_bf16 flag). Other CPUs (AVX2 only) emulate bf16 in software:
+    one `cpu` transformer step took 180 s instead of 4.8 s in fp32 on an AVX2 AMD EPYC (1 thread, measured)."""
+    import torch
+    kind = str(device).split(":")[0]
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if kind != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace").split()
+    except OSError:  # not Linux: no cheap way to know, and fp32 is never the slow one
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def describe_device() -> str:
     import torch
     if torch.cuda.is_available():

@@ -9,6 +9,7 @@ import torch
 from dalle_lessons import checkpoints
 from dalle_lessons.config import get_preset
 from dalle_lessons.dvae import DiscreteVAE
+from dalle_lessons.environment import bf16_is_fast
 from dalle_lessons.train_dalle import DalleTrainConfig, cli_command, make_optimizer, token_data, train_dalle
 from dalle_lessons.transformer import DalleTransformer
 
@@ -57,6 +58,19 @@ def test_tiny_model_learns_and_checkpoint_round_trips(tiny_dvae, tmp_path):
     assert meta["extra"]["steps"] == TINY.steps and meta["extra"]["seed"] == 0
     assert meta["extra"]["final"]["val_image_loss"] == pytest.approx(last["val_image_loss"])
     assert not (tmp_path / "dalle-tiny.state.safetensors").exists()  # the finished run cleans up
+    assert TINY.precision == "auto"  # the default: bf16 only where the hardware makes it fast
+    assert meta["extra"]["precision_used"] == ("bf16" if bf16_is_fast("cpu") else "fp32")
+
+
+def test_bf16_is_fast_only_with_bf16_units(monkeypatch):
+    import dalle_lessons.environment as environment
+    flags = {"avx2": False, "avx2 avx512f avx512_bf16": True, "amx_bf16 avx2": True}
+    for line, fast in flags.items():
+        monkeypatch.setattr(environment.Path, "read_text", lambda self, **kw: f"flags\t: fpu {line}\n")
+        assert environment.bf16_is_fast("cpu") is fast
+    assert environment.bf16_is_fast("mps") is False
+    with pytest.raises(ValueError, match="choose 'auto', 'fp32' or 'bf16'"):
+        dataclasses.replace(TINY, precision="fp8")
 
 
 def test_a_tiny_model_overfits_a_handful_of_pairs(tiny_dvae, tmp_path):
