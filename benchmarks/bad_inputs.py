@@ -70,7 +70,7 @@ FIX = re.compile(
     r"\b(choose|give|use|run|pass|must|should|at least|at most|restore|remove|shorten|drop|install|set|save|"
     r"train|retrain|call|describe|split|resize|divide|ask|leave|delete|rerun|update|load|expects?|expected|"
     r"is not|not a|an int|a number|a str|one of|from \d|in \(|instead|only|needs?|try|check|measure|keep|"
-    r"start|re-create|invalid|unrecognized|required|fix|allowed|make|end the name|pick|lower|raise)\b",
+    r"start|re-create|invalid|unrecognized|required|fix|allowed|make|end the name|pick|lower|raise|add|put|move)\b",
     re.IGNORECASE)
 SHIPPED_PARTS = ("tokenizer.json", "dvae-cpu.safetensors", "dvae-cpu.json", "dalle-cpu.safetensors",
                  "dalle-cpu.json", "clip-cpu.safetensors", "clip-cpu.json", "splits.json", "MANIFEST.json")
@@ -958,6 +958,390 @@ def add_api_cases() -> None:
         lambda tmp: P().generate_ranked(PROMPT, n=1, rerank=2, seed=0).ids, check=tensor_ok((1, 64)))
 
 
+# ------------------------------------------------------------------------------------------------ fine-tuning
+
+FT_SIDE = 32  # the shipped cpu model's image size
+
+
+def ft_folder(tmp: Path, n: int = 8, mode: str = "RGB", size: tuple = (FT_SIDE, FT_SIDE), captions: str = "jsonl",
+              name: str = "pics") -> Path:
+    """n small random images (PNG, `mode`) with one caption each: the smallest folder `finetune` accepts."""
+    folder = tmp / name
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        image = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+        image = image.quantize(8) if mode == "P" else image.convert(mode)
+        image.save(folder / f"img{i}.png")
+        rows.append((f"img{i}.png", f"a red circle number {i}"))
+    if captions == "jsonl":
+        (folder / "captions.jsonl").write_text("".join(json.dumps({"file": f, "caption": c}) + "\n" for f, c in rows))
+    elif captions == "csv":
+        (folder / "captions.csv").write_text("file,caption\n" + "".join(f"{f},{c}\n" for f, c in rows))
+    return folder
+
+
+def ft_captions(folder: Path, change: Callable[[list], list]) -> None:
+    rows = [json.loads(line) for line in (folder / "captions.jsonl").read_text().splitlines()]
+    (folder / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in change(rows)))
+
+
+def ft_damaged(kind: str) -> Callable[[Path], None]:
+    """A setup: the smallest folder in tmp/pics, made bad in the way `kind` says."""
+    def setup(tmp: Path) -> None:
+        if kind == "empty folder":
+            (tmp / "pics").mkdir()
+            return
+        folder = ft_folder(tmp)
+        if kind == "images without captions":
+            (folder / "captions.jsonl").unlink()
+        elif kind == "an image without a caption line":
+            ft_captions(folder, lambda rows: rows[:-1])
+        elif kind == "captions without images":
+            for image in folder.glob("*.png"):
+                image.unlink()
+        elif kind == "a caption whose image is missing":
+            (folder / "img3.png").unlink()
+        elif kind == "an unreadable image":
+            (folder / "img2.png").write_bytes(b"this is not a PNG at all")
+        elif kind == "a zero-byte image":
+            (folder / "img2.png").write_bytes(b"")
+        elif kind == "an empty caption":
+            ft_captions(folder, lambda rows: rows[:2] + [{**rows[2], "caption": "   "}] + rows[3:])
+        elif kind == "a caption line not JSON":
+            with open(folder / "captions.jsonl", "a") as f:
+                f.write("{not json\n")
+        elif kind == "a caption naming a .gif":
+            ft_captions(folder, lambda rows: rows + [{"file": "anim.gif", "caption": "a blue square"}])
+            (folder / "anim.gif").write_bytes(b"GIF89a")
+        elif kind == "captions.csv without a header":
+            (folder / "captions.jsonl").unlink()
+            (folder / "captions.csv").write_text("".join(f"img{i}.png,a red circle\n" for i in range(8)))
+        elif kind == "both captions.jsonl and captions.csv":
+            (folder / "captions.csv").write_text("file,caption\n")
+        elif kind == "5 examples (fewer than 8)":
+            shutil.rmtree(folder)
+            ft_folder(tmp, n=5)
+        else:
+            raise AssertionError(kind)
+    return setup
+
+
+FT_BAD_FOLDERS = {  # kind -> what a clear message names
+    "empty folder": ["{tmp}/pics"], "images without captions": ["{tmp}/pics"],
+    "an image without a caption line": ["img7.png"], "captions without images": ["img0.png", "{tmp}/pics"],
+    "a caption whose image is missing": ["img3.png"], "an unreadable image": ["img2.png"],
+    "a zero-byte image": ["img2.png"], "an empty caption": ["img2.png", "line 3"],
+    "a caption line not JSON": ["line 9"], "a caption naming a .gif": ["anim.gif"],
+    "captions.csv without a header": ["captions.csv"], "both captions.jsonl and captions.csv": ["captions.csv"],
+    "5 examples (fewer than 8)": ["5"],
+}
+FT_MODES = {"grayscale": ("L", "grayscale"), "RGBA": ("RGBA", "RGBA"), "palette": ("P", "palette")}
+
+
+class AdapterFixtures:
+    """Built on first use, once: an adapter trained on the shipped model, one trained on a tiny random pipeline
+    (another config), a last-layers fine-tune of the shipped model (same config, other weights), a state."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, Path] = {}
+
+    def _quiet(self) -> dict:
+        return dict(progress=False, log=lambda s: None, device="cpu")
+
+    def shipped(self) -> Path:
+        if "shipped" not in self._made:
+            from dalle_lessons.finetune import FinetuneConfig, finetune
+            summary = finetune("heldout:blue square", WORK / "adapter", FinetuneConfig(steps=1), examples=8,
+                               **self._quiet())
+            self._made["shipped"] = Path(summary["path"])
+        return self._made["shipped"]
+
+    def tiny(self) -> Path:
+        if "tiny" not in self._made:
+            from tokenizers import Tokenizer
+
+            from dalle_lessons.config import get_preset
+            from dalle_lessons.dvae import DiscreteVAE
+            from dalle_lessons.finetune import FinetuneConfig, finetune
+            from dalle_lessons.pipeline import TextToImage
+            from dalle_lessons.tokenizer import CaptionTokenizer, default_path
+            from dalle_lessons.transformer import DalleTransformer
+            tiny = get_preset("tiny")
+            tokenizer = CaptionTokenizer(Tokenizer.from_file(str(default_path())),
+                                         text_seq_len=tiny.transformer.text_seq_len)
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                dvae = DiscreteVAE(tiny.dvae)
+            transformer = DalleTransformer(tiny.transformer, generator=torch.Generator().manual_seed(0))
+            base = TextToImage(tokenizer, dvae, transformer).save_pretrained(WORK / "tiny-pipe")
+            summary = finetune("heldout:blue square", WORK / "tiny-adapter", FinetuneConfig(steps=1), base=base,
+                               examples=8, **self._quiet())
+            self._made["tiny"] = Path(summary["path"])
+        return self._made["tiny"]
+
+    def other_weights(self) -> Path:
+        if "other" not in self._made:
+            from dalle_lessons.finetune import FinetuneConfig, finetune
+            summary = finetune("heldout:blue square", WORK / "last-layers", FinetuneConfig(method="last-layers",
+                               steps=1), examples=8, **self._quiet())
+            self._made["other"] = Path(summary["path"])
+        return self._made["other"]
+
+
+ADAPTERS = AdapterFixtures()
+
+
+def adapter_copy(tmp: Path, which: str = "shipped", damage_kind: str | None = None) -> Path:
+    """The adapter `which` (and its .json) copied into tmp/a/, its .safetensors damaged as `damage_kind` says."""
+    source = getattr(ADAPTERS, which)()
+    folder = tmp / "a"
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(source.with_suffix(suffix), folder / f"adapter{suffix}")
+    path = folder / "adapter.safetensors"
+    if damage_kind == "json missing":
+        path.with_suffix(".json").unlink()
+    elif damage_kind == "json not JSON":
+        damage(path.with_suffix(".json"), "not-json")
+    elif damage_kind:
+        damage(path, damage_kind)
+    return path
+
+
+def ft_state(tmp: Path, kind: str | None = None) -> None:
+    """An interrupted lora run (1 of 2 steps) in tmp/run: its state file, damaged as `kind` says."""
+    from dalle_lessons.finetune import STATE_NAME, FinetuneConfig, finetune
+    finetune("heldout:blue square", tmp / "run", FinetuneConfig(steps=2), examples=8, stop_at=1,
+             **ADAPTERS._quiet())
+    if kind:
+        damage(tmp / "run" / STATE_NAME, kind)
+
+
+def noted(word: str, surface: str):
+    """ok with a note: the run finished, wrote its adapter, and its notes say `word` (a conversion made)."""
+    def check(tmp, result):
+        notes = result.stdout if surface == "cli" else " ".join((result or {}).get("notes", []))
+        adapter = tmp / "run" / "adapter.safetensors"
+        if not adapter.is_file():
+            return f"no adapter written at {adapter}"
+        if word.lower() not in notes.lower():
+            return f"no note that says {word!r}: {notes.strip()[:200]}"
+        return None
+    return check
+
+
+def adapter_written(tmp, result):
+    return None if (tmp / "run" / "adapter.safetensors").is_file() else "no adapter written"
+
+
+def ft(*extra, data="{tmp}/pics"):
+    """`finetune --data DATA --out {tmp}/run --steps 1` plus `extra` (the built-in set: 8 examples)."""
+    examples = ["--examples", "8"] if data.startswith("heldout:") else []
+    return ["finetune", "--data", data, *examples, "--out", "{tmp}/run", "--steps", "1", *extra]
+
+
+HELDOUT = "heldout:blue square"
+
+
+def add_finetune_cases() -> None:
+    folder_setup = lambda tmp: (ft_folder(tmp), None)[1]  # noqa: E731
+    nothing_in_data = lambda tmp, res: (  # noqa: E731
+        f"{DATA / 'mine'} was created" if (DATA / "mine").exists() else FX.unchanged(*SHIPPED_PARTS))
+
+    def file_in(tmp):
+        (tmp / "file.png").write_bytes(b"not a folder")
+
+    # --- CLI: finetune --data
+    for kind, names in FT_BAD_FOLDERS.items():
+        cli(f"finetune --data: {kind}", "finetune", "error", ft(), names, setup=ft_damaged(kind))
+    for label, (mode, word) in FT_MODES.items():
+        cli(f"finetune --data: {label} images (converted, with a note)", "finetune", "ok", ft(),
+            setup=lambda tmp, mode=mode: (ft_folder(tmp, mode=mode), None)[1], check=noted(word, "cli"))
+    cli("finetune --data: 48x40 images (cropped and resized, with a note)", "finetune", "ok", ft(),
+        setup=lambda tmp: (ft_folder(tmp, size=(48, 40)), None)[1], check=noted("resized", "cli"))
+    cli("finetune --data: captions.csv", "finetune", "ok", ft(),
+        setup=lambda tmp: (ft_folder(tmp, captions="csv"), None)[1], check=adapter_written)
+    cli("finetune --data a file", "finetune", "error", ft(data="{tmp}/file.png"), ["{tmp}/file.png"], setup=file_in)
+    cli("finetune --data nowhere", "finetune", "error", ft(data="{tmp}/nowhere"), ["{tmp}/nowhere"])
+    cli("finetune --data ''", "finetune", "error", ft(data=""), ["--data"])
+    cli("finetune --data 'heldout:mauve square' (unknown pair)", "finetune", "error", ft(data="heldout:mauve square"),
+        ["mauve"])
+    cli("finetune --data 'heldout:red circle' (a seen pair)", "finetune", "error", ft(data="heldout:red circle"),
+        ["red circle"])
+    cli("finetune --data 'heldout:'", "finetune", "error", ft(data="heldout:"), ["heldout:"])
+    cli("finetune --data heldout --examples 3", "finetune", "error", [*ft(data=HELDOUT), "--examples", "3"],
+        ["--examples 3"])
+    cli("finetune --data FOLDER --examples 16", "finetune", "error", [*ft(), "--examples", "16"], ["--examples"],
+        setup=folder_setup)
+    cli("finetune --data heldout:blue square --steps 1 (control)", "finetune", "ok", ft(data=HELDOUT),
+        check=adapter_written)
+    # --- CLI: finetune settings
+    for argv, names in [(["--method", "foo"], ["foo"]), (["--method", ""], ["''", "--method"]),
+                        (["--rank", "0"], ["--rank 0"]), (["--rank", "-1"], ["--rank -1"]),
+                        (["--rank", "2.5"], ["2.5"]), (["--rank", "four"], ["four"]),
+                        (["--steps", "0"], ["--steps 0"]), (["--steps", "-1"], ["--steps -1"]),
+                        (["--steps", "1.5"], ["1.5"]), (["--lr", "nan"], ["nan"]), (["--lr=-1"], ["-1"]),
+                        (["--lr", "0"], ["--lr 0"]), (["--lr", "inf"], ["inf"]), (["--lr", "fast"], ["fast"]),
+                        (["--alpha", "0"], ["alpha"]), (["--alpha", "nan"], ["alpha", "nan"]),
+                        (["--method", "full", "--rank", "4"], ["--rank"]),
+                        (["--method", "full", "--alpha", "8"], ["--alpha"]),
+                        (["--layers", "1"], ["--layers"]),
+                        (["--method", "last-layers", "--rank", "2"], ["--rank"]),
+                        (["--method", "last-layers", "--layers", "0"], ["--layers 0"]),
+                        (["--method", "last-layers", "--layers", "99"], ["--layers 99", "99"]),
+                        (["--seed", "-1"], ["-1"]), (["--seed", str(2**63)], [str(2**63)]),
+                        (["--device", "foo"], ["foo"])]:
+        cli(f"finetune {' '.join(argv)}", "finetune", "error", ft(*argv, data=HELDOUT), names)
+    cli("finetune --method last-layers --layers 1 --steps 1 (control)", "finetune", "ok",
+        ft("--method", "last-layers", "--layers", "1"), setup=folder_setup,
+        check=lambda tmp, res: None if (tmp / "run" / "pipeline.json").is_file() else "no pipeline folder written")
+    # --- CLI: finetune --out, --from, --resume
+    cli("finetune --out inside data/", "finetune", "error",
+        ["finetune", "--data", HELDOUT, "--examples", "8", "--out", str(DATA / "mine"), "--steps", "1"],
+        ["data/"], check=nothing_in_data)
+    cli("finetune --out data/ itself", "finetune", "error",
+        ["finetune", "--data", HELDOUT, "--examples", "8", "--out", str(DATA), "--steps", "1"], ["data/"],
+        check=lambda tmp, res: FX.unchanged(*SHIPPED_PARTS))
+    cli("finetune --out /proc/run", "finetune", "error", [*ft(data=HELDOUT)[:-4], "--out", "/proc/run", "--steps",
+                                                           "1"], ["/proc"])
+    cli("finetune --out /sys/run", "finetune", "error", [*ft(data=HELDOUT)[:-4], "--out", "/sys/run", "--steps",
+                                                          "1"], ["/sys"])
+    cli("finetune --out under a file", "finetune", "error",
+        [*ft(data=HELDOUT)[:-4], "--out", "{tmp}/file.png/run", "--steps", "1"], ["{tmp}/file.png"], setup=file_in)
+    cli("finetune --out a file", "finetune", "error",
+        [*ft(data=HELDOUT)[:-4], "--out", "{tmp}/file.png", "--steps", "1"], ["{tmp}/file.png"], setup=file_in)
+    cli("finetune --out ''", "finetune", "error", [*ft(data=HELDOUT)[:-4], "--out", "", "--steps", "1"], ["--out"])
+    cli("finetune --out the --from folder", "finetune", "error",
+        [*ft(data=HELDOUT)[:-4], "--out", "{tmp}/pipe", "--from", "{tmp}/pipe", "--steps", "1"], ["{tmp}/pipe"],
+        setup=lambda tmp: (FX.pipe_folder(tmp), None)[1])
+    cli("finetune --from nowhere", "finetune", "error", ft("--from", "{tmp}/nowhere", data=HELDOUT),
+        ["{tmp}/nowhere"])
+    cli("finetune --from a pipeline with a truncated transformer", "finetune", "error",
+        ft("--from", "{tmp}/pipe", data=HELDOUT), ["transformer.safetensors"],
+        setup=lambda tmp: (damage(FX.pipe_folder(tmp) / "transformer.safetensors", "truncated"), None)[1])
+    cli("finetune --resume with nothing to resume", "finetune", "error", ft("--resume", data=HELDOUT),
+        ["{tmp}/run", "--resume"])
+    resume = ["finetune", "--data", HELDOUT, "--examples", "8", "--out", "{tmp}/run", "--steps", "2", "--resume"]
+    cli("finetune --resume, state truncated", "finetune", "error", resume, ["{tmp}/run/finetune.state"],
+        setup=lambda tmp: ft_state(tmp, "truncated"))
+    cli("finetune --resume, state zero-byte", "finetune", "error", resume, ["{tmp}/run/finetune.state"],
+        setup=lambda tmp: ft_state(tmp, "zero-byte"))
+    cli("finetune --resume with another --rank", "finetune", "error", [*resume, "--rank", "8"], ["rank"],
+        setup=lambda tmp: ft_state(tmp))
+    cli("finetune --resume with other data (--examples 16)", "finetune", "error",
+        [*resume[:4], "16", *resume[5:]], ["data"], setup=lambda tmp: ft_state(tmp))
+    cli("finetune --resume, intact state (control)", "finetune", "ok", resume, setup=lambda tmp: ft_state(tmp),
+        check=lambda tmp, res: None if "after 2 steps" in res.stdout else f"did not finish: {res.stdout[-200:]}")
+    # --- CLI: generate --adapter
+    a = "{tmp}/a/adapter.safetensors"
+    cli("generate --adapter nowhere", "adapters", "error", gen("--adapter", "{tmp}/nowhere.safetensors"),
+        ["{tmp}/nowhere.safetensors"])
+    cli("generate --adapter a zero-byte file (no .json)", "adapters", "error", gen("--adapter", "{tmp}/z.safetensors"),
+        ["{tmp}/z.safetensors", "{tmp}/z.json"], setup=lambda tmp: (tmp / "z.safetensors").write_bytes(b"") and None)
+    for kind in ("zero-byte", "truncated", "same-size", "lfs-pointer", "json missing", "json not JSON"):
+        cli(f"generate --adapter: adapter {kind}", "adapters", "error", gen("--adapter", a),
+            ["{tmp}/a/adapter"], setup=lambda tmp, kind=kind: (adapter_copy(tmp, damage_kind=kind), None)[1])
+    cli("generate --adapter for another base model (tiny config)", "adapters", "error", gen("--adapter", a),
+        ["{tmp}/a/adapter"], setup=lambda tmp: (adapter_copy(tmp, "tiny"), None)[1])
+    cli("generate --adapter trained on other weights (--checkpoint a fine-tuned pipeline)", "adapters", "error",
+        lambda tmp: gen("--adapter", a, "--checkpoint", str(ADAPTERS.other_weights())), ["{tmp}/a/adapter"],
+        setup=lambda tmp: (adapter_copy(tmp), None)[1])
+
+    def full_checkpoint(tmp):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(SOURCE_DATA / f"dalle-cpu{suffix}", tmp / f"dalle-cpu{suffix}")
+    cli("generate --adapter a full checkpoint (dalle-cpu.safetensors)", "adapters", "error",
+        gen("--adapter", "{tmp}/dalle-cpu.safetensors"), ["{tmp}/dalle-cpu"], setup=full_checkpoint)
+    cli("generate --adapter a pipeline folder", "adapters", "error", gen("--adapter", "{tmp}/pipe"), ["{tmp}/pipe"],
+        setup=lambda tmp: (FX.pipe_folder(tmp), None)[1])
+    cli("generate --adapter an empty folder", "adapters", "error", gen("--adapter", "{tmp}/empty"), ["{tmp}/empty"],
+        setup=lambda tmp: (tmp / "empty").mkdir())
+    cli("generate --adapter ''", "adapters", "error", gen("--adapter", ""), ["--adapter", "''"])
+    cli("generate --adapter FILE (control)", "adapters", "ok", gen("--adapter", a), check=grid_ok(),
+        setup=lambda tmp: (adapter_copy(tmp), None)[1])
+    cli("generate --adapter FOLDER (control)", "adapters", "ok", gen("--adapter", "{tmp}/a"), check=grid_ok(),
+        setup=lambda tmp: (adapter_copy(tmp), None)[1])
+
+    # --- API: finetune(...)
+    from dalle_lessons import finetune as ftm
+    from dalle_lessons.pipeline import TextToImage
+    quiet = dict(progress=False, log=lambda s: None, device="cpu")
+    one = lambda **kw: ftm.FinetuneConfig(**{"steps": 1, **kw})  # noqa: E731
+
+    def tune(data="{tmp}/pics", out="{tmp}/run", config=None, setup=None, **kw):
+        def run(tmp):
+            if setup:
+                setup(tmp)
+            d = fill(data, tmp, {}) if isinstance(data, str) else data
+            if isinstance(d, str) and d.startswith("heldout:"):
+                kw.setdefault("examples", 8)
+            extra = {k: fill(v, tmp, {}) for k, v in kw.items()}
+            return ftm.finetune(d, fill(out, tmp, {}), one() if config is None else config(), **{**quiet, **extra})
+        return run
+    for kind, names in FT_BAD_FOLDERS.items():
+        api(f"finetune(data=...): {kind}", "finetune", "error", tune(setup=ft_damaged(kind)), names)
+    for label, (mode, word) in FT_MODES.items():
+        api(f"finetune(data=...): {label} images (converted, with a note)", "finetune", "ok",
+            tune(setup=lambda tmp, mode=mode: ft_folder(tmp, mode=mode)), check=noted(word, "api"))
+    api("finetune(data='heldout:mauve square')", "finetune", "error", tune("heldout:mauve square"), ["mauve"])
+    api("finetune(data='heldout:red circle') (a seen pair)", "finetune", "error", tune("heldout:red circle"),
+        ["red circle"])
+    api("finetune(heldout, examples=3)", "finetune", "error", tune(HELDOUT, examples=3), ["--examples 3", "3"])
+    api("finetune(data=None)", "finetune", "error", tune(None), ["None", "data"])
+    api("finetune(data=123)", "finetune", "error", tune(123), ["123", "data"])
+    api("finetune(data=nowhere)", "finetune", "error", tune("{tmp}/nowhere"), ["{tmp}/nowhere"])
+    api("finetune(out=inside data/)", "finetune", "error", tune(HELDOUT, str(DATA / "mine")), ["data/"],
+        check=nothing_in_data)
+    api("finetune(out='/proc/run')", "finetune", "error", tune(HELDOUT, "/proc/run"), ["/proc"])
+    api("finetune(out=under a file)", "finetune", "error",
+        tune(HELDOUT, "{tmp}/file.png/run", setup=file_in), ["{tmp}/file.png"])
+    api("finetune(out=None)", "finetune", "error", tune(HELDOUT, None), ["--out", "out"])
+    api("finetune(resume=True) with nothing to resume", "finetune", "error", tune(HELDOUT, resume=True),
+        ["{tmp}/run", "resume"])
+    api("finetune(seed=-1)", "finetune", "error", tune(HELDOUT, seed=-1), ["-1"])
+    api("finetune(base=nowhere)", "finetune", "error", tune(HELDOUT, base="{tmp}/nowhere"), ["{tmp}/nowhere"])
+    api("finetune(base=123)", "finetune", "error", tune(HELDOUT, base=123), ["123"])
+    api("finetune(config='lora') (a str, not a FinetuneConfig)", "finetune", "error",
+        tune(HELDOUT, config=lambda: "lora"), ["config", "FinetuneConfig", "'lora'"])
+    api("finetune(heldout, steps=1) (control)", "finetune", "ok", tune(HELDOUT), check=adapter_written)
+    for changes, names in [({"method": "foo"}, ["foo"]), ({"method": None}, ["None"]), ({"rank": 0}, ["rank 0"]),
+                           ({"rank": -1}, ["rank -1"]), ({"rank": 2.5}, ["2.5"]), ({"rank": "4"}, ["'4'"]),
+                           ({"steps": 0}, ["--steps 0", "steps 0"]), ({"steps": 1.5}, ["1.5"]),
+                           ({"lr": float("nan")}, ["nan"]), ({"lr": -1.0}, ["-1"]), ({"lr": "0.1"}, ["'0.1'"]),
+                           ({"alpha": 0}, ["alpha 0"]), ({"targets": ("attn.foo",)}, ["attn.foo"]),
+                           ({"method": "last-layers", "last_layers": 0}, ["--layers 0", "last_layers"]),
+                           ({"batch_size": 0}, ["batch_size"]),
+                           ({"method": "full", "rank": 8}, ["rank"]),
+                           ({"method": "lora", "last_layers": 2}, ["last_layers", "--layers"])]:
+        shown = ", ".join(f"{k}={v!r}" for k, v in changes.items())
+        api(f"FinetuneConfig({shown})", "finetune", "error", lambda tmp, changes=changes: one(**changes), names)
+    # --- API: from_pretrained(adapter=...)
+    api("from_pretrained(adapter=123)", "adapters", "error",
+        lambda tmp: TextToImage.from_pretrained(device="cpu", adapter=123), ["123", "adapter"])
+    api("from_pretrained(adapter=nowhere)", "adapters", "error",
+        lambda tmp: TextToImage.from_pretrained(device="cpu", adapter=tmp / "nowhere.safetensors"),
+        ["{tmp}/nowhere.safetensors"])
+    for kind in ("zero-byte", "truncated", "same-size", "json missing"):
+        api(f"from_pretrained(adapter=...): adapter {kind}", "adapters", "error",
+            lambda tmp, kind=kind: TextToImage.from_pretrained(device="cpu", adapter=adapter_copy(tmp, damage_kind=kind)),
+            ["{tmp}/a/adapter"])
+    api("from_pretrained(adapter=...) for another base model (tiny config)", "adapters", "error",
+        lambda tmp: TextToImage.from_pretrained(device="cpu", adapter=adapter_copy(tmp, "tiny")), ["{tmp}/a/adapter"])
+    api("from_pretrained(fine-tuned pipeline, adapter=...) (other weights)", "adapters", "error",
+        lambda tmp: TextToImage.from_pretrained(ADAPTERS.other_weights(), device="cpu", adapter=adapter_copy(tmp)),
+        ["{tmp}/a/adapter"])
+    api("from_pretrained(adapter=a full checkpoint)", "adapters", "error",
+        lambda tmp: (full_checkpoint(tmp), TextToImage.from_pretrained(
+            device="cpu", adapter=tmp / "dalle-cpu.safetensors"))[1], ["{tmp}/dalle-cpu"])
+    api("from_pretrained(adapter=a pipeline folder)", "adapters", "error",
+        lambda tmp: TextToImage.from_pretrained(device="cpu", adapter=FX.pipe_folder(tmp)), ["{tmp}/pipe"])
+    api("from_pretrained(adapter=...) (control)", "adapters", "ok",
+        lambda tmp: TextToImage.from_pretrained(device="cpu", adapter=adapter_copy(tmp)).generate(PROMPT, seed=0),
+        check=pil_ok(1))
+
+
 # ------------------------------------------------------------------------------------------------ running
 
 def fill(value, tmp: Path, subs: dict):
@@ -1136,6 +1520,7 @@ def main() -> int:
     args = parser.parse_args()
     add_cli_cases()
     add_api_cases()
+    add_finetune_cases()
     cases = [c for c in CASES if (not args.only or args.only.lower() in c.name.lower())
              and (not args.surface or c.surface == args.surface)]
     if args.list:

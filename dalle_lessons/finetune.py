@@ -63,15 +63,20 @@ ADAPTER_NAME = "adapter.safetensors"
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """How the pretrained transformer is fine-tuned. `lr` None: the method's default (DEFAULT_LR)."""
+    """How the pretrained transformer is fine-tuned. `lr` None: the method's default (DEFAULT_LR).
+
+    `rank`, `alpha` and `targets` apply to lora only, `last_layers` to last-layers only: None means the
+    method's default (rank 4, alpha = rank, every target; 1 layer), and a value given for another method is
+    refused (it would be ignored). They stay None in the config of a method they do not apply to.
+    """
 
     method: str = "lora"
     steps: int = 200
     lr: float | None = None
-    rank: int = 4  # lora: rank of each update B·A
+    rank: int | None = None  # lora: rank of each update B·A (None: 4)
     alpha: float | None = None  # lora: the update is scaled by alpha / rank (None: alpha = rank)
-    targets: tuple[str, ...] = lora.TARGETS  # lora: which matrices of each block get an adapter
-    last_layers: int = 1  # last-layers: how many of the last blocks train (with ln_f and the heads)
+    targets: tuple[str, ...] | None = None  # lora: which matrices of each block get an adapter (None: all)
+    last_layers: int | None = None  # last-layers: how many of the last blocks train, with ln_f and the heads (None: 1)
     batch_size: int = 16
     lr_warmup: int = 10
     lr_final: float = 0.1
@@ -90,6 +95,14 @@ class FinetuneConfig:
                              "(--method)")
         if self.lr is None:
             object.__setattr__(self, "lr", DEFAULT_LR[self.method])
+        for name, method, default in (("rank", "lora", 4), ("alpha", "lora", None), ("targets", "lora", lora.TARGETS),
+                                      ("last_layers", "last-layers", 1)):
+            value = getattr(self, name)
+            if self.method != method and value is not None:
+                raise ValueError(f"{name}={str(value)[:40]} applies to method {method!r}, not to {self.method!r}: "
+                                 "leave it out (None)")
+            if self.method == method and value is None:
+                object.__setattr__(self, name, default)
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"--steps {self.steps!r}: fine-tuning needs at least 1 step")
         lr = self.lr
@@ -103,6 +116,8 @@ class FinetuneConfig:
             object.__setattr__(self, "targets", lora.check_targets(self.targets))
         for name in ("last_layers", "batch_size", "eval_every", "checkpoint_every"):
             value = getattr(self, name)
+            if name == "last_layers" and self.method != "last-layers":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 flag = {"last_layers": "--layers"}.get(name, name)
                 raise ValueError(f"{flag} {value!r}: must be an int of at least 1")
@@ -111,7 +126,9 @@ class FinetuneConfig:
 
 
 def read_config(saved: dict) -> FinetuneConfig:
-    return FinetuneConfig(**{**saved, "betas": tuple(saved["betas"]), "targets": tuple(saved["targets"])})
+    targets = saved.get("targets")
+    return FinetuneConfig(**{**saved, "betas": tuple(saved["betas"]),
+                             "targets": None if targets is None else tuple(targets)})
 
 
 # ----------------------------------------------------------------------------- data
@@ -235,11 +252,12 @@ def load_folder(folder: str | Path, image_size: int) -> FinetuneData:
         raise FileNotFoundError(f"no folder {folder}: give a folder of images with captions.jsonl, or a built-in "
                                 f"set ({'; '.join(BUILTIN.values())})")
     if not folder.is_dir():
-        raise ValueError(f"{folder} is a file: --data takes a folder of images with captions.jsonl (or captions.csv)")
+        raise ValueError(f"{folder} is a file: give --data a folder of images with captions.jsonl (or captions.csv)")
     captions_file, rows = _read_captions(folder)
     images_on_disk = {p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
     named = [file for file, _, _ in rows]
-    missing = [f"{file!r} ({where})" for file, _, where in rows if not (folder / file).is_file()]
+    missing = [f"{file!r} ({where.removeprefix(f'{captions_file} ')})" for file, _, where in rows
+               if not (folder / file).is_file()]
     if missing:
         raise ValueError(f"{captions_file} names {len(missing)} image(s) not in {folder}: {_describe_files(missing)}; "
                          "add the images, or remove their lines")
@@ -455,8 +473,8 @@ def check_out(out: str | Path | None, base) -> Path:
     except (FileNotFoundError, OSError):
         inside_data = False
     if inside_data:
-        raise ValueError(f"--out {out} is inside the course's data/ folder, which holds the shipped models: write "
-                         "fine-tuned ones elsewhere (e.g. --out runs/finetune)")
+        raise ValueError(f"--out {out} is inside the course's data/ folder, which holds the shipped models: give "
+                         "another folder for fine-tuned ones (e.g. --out runs/finetune)")
     if isinstance(base, (str, Path)) and Path(base).expanduser().resolve() == out.resolve():
         raise ValueError(f"--out {out} is the base pipeline's own folder (--from): choose another folder")
     check_output_dir(out)
@@ -488,7 +506,10 @@ def finetune(data: str | Path | FinetuneData, out: str | Path, config: FinetuneC
     (what was done to the data), `dvae_psnr`, `trainable_parameters` and `examples` (train / val counts).
     """
     from .sampling import MAX_SEED
-    config = config or FinetuneConfig()
+    config = FinetuneConfig() if config is None else config
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError(f"config={str(config)[:40]!r} is a {type(config).__name__}: pass a FinetuneConfig "
+                        "(e.g. FinetuneConfig(method='lora', rank=4)), or None for the defaults")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED - 4:
         raise ValueError(f"--seed {str(seed)[:30]}: a training seed is an int from 0 to 2**63 - 5")
     out = check_out(out, base)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -248,14 +249,21 @@ def save_adapter(model: nn.Module, path: str | Path, extra: dict | None = None) 
 
 def adapter_path(path: str | Path) -> Path:
     """An adapter file, or a folder holding exactly one (`adapter.safetensors` preferred)."""
+    if not isinstance(path, (str, os.PathLike)):
+        shown = repr(path) if len(repr(path)) <= 40 else f"a {type(path).__name__}"
+        raise TypeError(f"adapter={shown} is not a path: give the adapter.safetensors written by `finetune "
+                        "--method lora` (a str or path), or its folder")
+    if not str(path).strip():
+        raise ValueError("the adapter path is empty (''): give the adapter.safetensors written by `finetune "
+                         "--method lora`, or its folder")
     path = Path(path)
     if path.is_dir():
         if (path / "adapter.safetensors").is_file():
             return path / "adapter.safetensors"
         found = sorted(p for p in path.glob("*.safetensors") if not p.name.endswith(".state.safetensors"))
         if len(found) != 1:
-            raise FileNotFoundError(f"{path} holds {len(found) or 'no'} adapter file(s): give the .safetensors "
-                                    "file written by `finetune --method lora` (adapter.safetensors)")
+            raise FileNotFoundError(f"{path} holds no adapter.safetensors ({len(found) or 'no'} other .safetensors "
+                                    "file(s)): give the adapter file written by `finetune --method lora`")
         return found[0]
     if not path.exists():
         raise FileNotFoundError(f"no adapter at {path}: give the adapter.safetensors written by "
@@ -287,17 +295,18 @@ def adapter_mismatch(meta: dict, model: nn.Module, path: Path) -> str | None:
     base = meta["base"]
     saved_config, config = base.get("config"), getattr(model, "config", None)
     described = meta.get("extra", {}).get("base_model", "")
+    described = str(described) if len(str(described)) <= 60 else ""  # one line stays short
     theirs = f"base {str(base.get('fingerprint'))[:12]}" + (f" ({described})" if described else "")
     if saved_config is not None and config is not None:
         problems = checkpoints.config_mismatches(saved_config, config)
         if problems:
-            return (f"adapter {path} was trained on {theirs}, a transformer with another config than this one "
-                    f"({'; '.join(problems[:3])}): load it onto the model it was trained from")
+            return (f"adapter {path} was trained on {theirs}, another config "
+                    f"({problems[0]}{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}): load it onto the "
+                    "model it was trained from (finetune --from)")
     ours = model_fingerprint(model)
     if base.get("fingerprint") != ours:
         return (f"adapter {path} was trained on {theirs} but this transformer's weights are base {ours[:12]}: "
-                "load it onto the model it was trained from (the pipeline given to finetune with --from), "
-                "or train a new adapter on this one")
+                "load it onto the model it was trained from (finetune --from), or train one on this model")
     return None
 
 

@@ -418,3 +418,65 @@ def test_cli_finetune_runs_as_a_module(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dalle_lessons", "finetune", "--data", str(tmp_path / "empty"),
                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no folder" in out.stderr
+
+
+# --- issue 17: the cases benchmarks/bad_inputs.py found ------------------------------------------------------
+
+@pytest.mark.parametrize("changes, pattern", [
+    ({"method": "full", "rank": 8}, "rank=8 applies to method 'lora', not to 'full': leave it out"),
+    ({"method": "last-layers", "alpha": 2.0}, "alpha=2.0 applies to method 'lora'"),
+    ({"method": "full", "targets": ("mlp.fc",)}, "targets=.* applies to method 'lora'"),
+    ({"method": "lora", "last_layers": 2}, "last_layers=2 applies to method 'last-layers', not to 'lora'"),
+])
+def test_a_setting_of_another_method_is_refused_not_ignored(changes, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        ft.FinetuneConfig(**changes)
+
+
+def test_method_settings_default_per_method():
+    assert (ft.FinetuneConfig().rank, ft.FinetuneConfig().targets) == (4, lora.TARGETS)
+    assert ft.FinetuneConfig().last_layers is None
+    assert ft.FinetuneConfig(method="last-layers").last_layers == 1
+    assert ft.FinetuneConfig(method="last-layers").rank is None
+    full = ft.FinetuneConfig(method="full")
+    assert ft.read_config(dataclasses.asdict(full)) == full  # a saved state reads back (resume)
+
+
+def test_a_config_that_is_not_a_finetune_config_is_a_type_error(tmp_path):
+    with pytest.raises(TypeError, match="config='lora' is a str: pass a FinetuneConfig"):
+        ft.finetune("heldout:blue square", tmp_path, "lora", examples=8)
+
+
+def test_data_that_is_a_file_and_many_missing_images_are_short_clear_errors(tmp_path):
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(ValueError, match="is a file: give --data a folder"):
+        ft.load_data(tmp_path / "f.txt", SIDE)
+    folder = make_folder(tmp_path / "pics")
+    for image in [*folder.glob("*.png"), *folder.glob("*.jpg")]:
+        image.unlink()
+    with pytest.raises(ValueError) as error:
+        ft.load_folder(folder, SIDE)
+    message = str(error.value)
+    assert "names 10 image(s) not in" in message and "'img0.jpg' (line 1)" in message and "and 7 more" in message
+    assert len(message.replace(str(folder), "DIR")) < 200
+
+
+def test_adapter_of_the_wrong_type_or_empty_is_a_clear_error(base):
+    with pytest.raises(TypeError, match="adapter=123 is not a path"):
+        TextToImage.from_pretrained(base, device="cpu", adapter=123)
+    with pytest.raises(ValueError, match=r"the adapter path is empty \(''\)"):
+        TextToImage.from_pretrained(base, device="cpu", adapter="")
+
+
+def test_a_pipeline_folder_as_adapter_says_it_holds_no_adapter(base):
+    with pytest.raises(FileNotFoundError, match=r"holds no adapter.safetensors \(2 other .safetensors"):
+        lora.adapter_path(base)
+
+
+def test_an_adapter_for_another_config_is_one_short_line(tmp_path, adapter):
+    from dalle_lessons.pipeline import TextToImage as T
+    with pytest.raises(ValueError) as error:
+        T.from_pretrained(device="cpu", adapter=adapter)  # the shipped cpu model: another config than tiny
+    message = str(error.value)
+    assert "\n" not in message and "another config" in message and "finetune --from" in message
+    assert len(message.replace(str(adapter), "A").replace(str(adapter.parent.parent), "D")) < 250
