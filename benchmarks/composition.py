@@ -10,6 +10,7 @@ captions (`dalle_lessons.composition`) at several weights, with and without a pl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -42,7 +43,7 @@ def run(recipes: dict, sets: str, n_captions: int, samples: int, seed: int, batc
         json_path: Path | None = None) -> list[dict]:
     pipe, _ = _load_pipeline(None)
     prepared = _prepare(pipe, n_captions)
-    prepared.sets = {k: v for k, v in prepared.sets.items() if k in sets}
+    prepared = dataclasses.replace(prepared, sets={k: v for k, v in prepared.sets.items() if k in sets})
     rows = []
     for name, (changes, compose) in recipes.items():
         start = time.perf_counter()

@@ -15,6 +15,7 @@ the shipped sampling defaults; at the end also sets a and c. Nothing is saved to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -57,8 +58,8 @@ def cell_labels(scenes, image_size: int = 32, grid: int = 8) -> tuple[torch.Tens
 
 
 def evaluate(pipe, prepared, sets: str, samples: int) -> dict:
-    prepared.sets = {k: v for k, v in prepared.all_sets.items() if k in sets}
-    rows = _evaluate_prepared(pipe, prepared, samples, 0, generation_settings({}), 64)
+    chosen = dataclasses.replace(prepared, sets={k: v for k, v in prepared.sets.items() if k in sets})
+    rows = _evaluate_prepared(pipe, chosen, samples, 0, generation_settings({}), 64)
     out = {r["set"]: r["all_correct"] for r in rows}
     for r in rows:
         if "pairs" in r:
@@ -100,7 +101,6 @@ def main() -> None:
     batch_rng = torch.Generator().manual_seed(args.seed + 1)
     dropout_rng = torch.Generator().manual_seed(args.seed + 2)
     prepared = _prepare(pipe, args.captions)
-    prepared.all_sets = dict(prepared.sets)
     history = [{"step": 0, **evaluate(pipe, prepared, "b", args.samples)}]
     print(json.dumps(history[-1]), flush=True)
     start = time.perf_counter()

@@ -9,13 +9,7 @@ from dalle_lessons.config import get_preset
 from dalle_lessons.dvae import DiscreteVAE
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run as fast on one thread, and a second thread crawls when others share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def tiny_model(**changes) -> DiscreteVAE:

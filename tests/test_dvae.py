@@ -10,13 +10,7 @@ from dalle_lessons.dvae import (DiscreteVAE, code_usage, gumbel_softmax, kl_to_u
                                 unmap_pixels, usage_penalty)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run as fast on one thread, and a second thread crawls when others share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def make(preset: str = "tiny", **changes) -> DiscreteVAE:

@@ -12,37 +12,21 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tokenizers import Tokenizer
 
 from dalle_lessons import finetune as ft
 from dalle_lessons import lora
 from dalle_lessons.config import get_preset
-from dalle_lessons.dvae import DiscreteVAE
 from dalle_lessons.pipeline import TextToImage
-from dalle_lessons.tokenizer import CaptionTokenizer, default_path
 from dalle_lessons.train_dalle import TokenData, validate
-from dalle_lessons.transformer import DalleTransformer
+
+from test_evaluate_generation import tiny_pipeline
 
 TINY = get_preset("tiny")
 SIDE = TINY.image_size  # 16
 FAST = dict(steps=12, batch_size=8, eval_every=6, checkpoint_every=6, lr_warmup=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_pipeline(seed: int = 0) -> TextToImage:
-    tokenizer = CaptionTokenizer(Tokenizer.from_file(str(default_path())), text_seq_len=TINY.transformer.text_seq_len)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        dvae = DiscreteVAE(TINY.dvae)
-    transformer = DalleTransformer(TINY.transformer, generator=torch.Generator().manual_seed(seed))
-    return TextToImage(tokenizer, dvae, transformer)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,7 @@ from dalle_lessons.transformer import DalleTransformer
 TINY = get_preset("tiny").transformer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def tiny_transformer(seed: int = 0) -> DalleTransformer:

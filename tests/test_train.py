@@ -11,13 +11,7 @@ from dalle_lessons.train import DVAETrainConfig, lr_at, schedules_at, train_dvae
 QUICK = DVAETrainConfig(steps=24, batch_size=8, train_images=64, val_images=16, eval_every=8, checkpoint_every=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run as fast on one thread, and a second thread crawls when others share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def run(out, **kwargs) -> dict:

@@ -13,13 +13,7 @@ from dalle_lessons.transformer import DalleTransformer, drop_captions, layer_kin
 TINY = get_preset("tiny").transformer  # text 16, 4 x 4 image, d 64, 2 layers, 4 heads
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread is fastest, and immune to a busy machine's other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def make(pattern: str = "full", seed: int = 0, **changes) -> DalleTransformer:
