@@ -319,10 +319,16 @@ def _reading_key(reading: judge.Reading) -> tuple:
     return (reading.background,) + tuple((o.shape, o.color, o.size, o.row, o.col) for o in reading.objects)
 
 
-def _score_set(pipe, ids: torch.Tensor, caption_set: CaptionSet, samples: int, batch_size: int) -> dict:
-    """Decode, judge against each caption's claim, and count distinct samples per caption."""
+def _decode_8bit(pipe, ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Token grids [B, N] -> images [B, 3, H, W] on the CPU, rounded to what a saved 8-bit image would hold."""
     images = torch.cat([pipe.decode(ids[i:i + batch_size]).float().cpu() for i in range(0, len(ids), batch_size)])
-    images = (images * 255).round() / 255  # what a saved 8-bit image would hold
+    return (images * 255).round() / 255
+
+
+def _score_set(pipe, ids: torch.Tensor, caption_set: CaptionSet, samples: int, batch_size: int,
+               images: torch.Tensor | None = None) -> dict:
+    """Decode (unless `images` are given), judge against each caption's claim, and count distinct samples per caption."""
+    images = _decode_8bit(pipe, ids, batch_size) if images is None else images
     accuracy = Accuracy()
     distinct_images = distinct_readings = 0
     pairs: dict[str, dict] = {}
@@ -368,7 +374,8 @@ def _tally_asked_drawn(tallies: dict, claim, reading: judge.Reading) -> None:
         return
     asked = claim.objects[0]
     drawn = reading.objects[0] if len(reading.objects) == 1 else None
-    tallies["color"].append((asked.color, drawn and drawn.color))
+    if asked.color is not None:
+        tallies["color"].append((asked.color, drawn and drawn.color))
     tallies["shape"].append((asked.shape, drawn and drawn.shape))
     if asked.size is not None:
         tallies["size"].append((asked.size, drawn and drawn.size))

@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import lora
+from . import bias, lora
 from .environment import resolve_device
 from .paths import check_output_dir, data_dir
 from .train import lr_at
@@ -53,7 +53,8 @@ VAL_EVERY = 8  # one example in VAL_EVERY is held out for validation (at least o
 SPLIT_SEED = 0  # which examples are held out: fixed, so every training seed validates on the same ones
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CAPTION_FILES = ("captions.jsonl", "captions.csv")
-BUILTIN = {"heldout": "heldout:<color> <shape>: k rendered one-object scenes of a held-out color-shape pair"}
+BUILTIN = {"heldout": "heldout:<color> <shape>: k rendered one-object scenes of a held-out color-shape pair",
+           **bias.BUILTIN_SETS}
 DEFAULT_EXAMPLES = 128
 STATE_NAME = "finetune.state.safetensors"
 ADAPTER_NAME = "adapter.safetensors"
@@ -323,12 +324,15 @@ def parse_builtin(name: str) -> tuple[str, str]:
 
 def load_builtin(name: str, image_size: int, examples: int = DEFAULT_EXAMPLES, seed: int = 0) -> FinetuneData:
     """`heldout:<color> <shape>`: `examples` one-object scenes of that pair, each with a random size, cell
-    and background and a caption drawn by `shapes.caption_scene` (the same scenes for the same `seed`)."""
+    and background and a caption drawn by `shapes.caption_scene` (the same scenes for the same `seed`).
+    `skewed:<spec>` / `rebalanced:<spec>`: a skewed world and its rebalanced twin (`bias.load_builtin`)."""
     from .shapes import BACKGROUNDS, SIZES, Scene, ShapeObject, caption_scene, render, to_tensor
-    color, shape = parse_builtin(name)
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < MIN_EXAMPLES:
         raise ValueError(f"--examples {examples!r}: fine-tuning needs at least {MIN_EXAMPLES} examples "
                          f"(one in {VAL_EVERY} is held out for validation)")
+    if name.partition(":")[0] in bias.BUILTIN_SETS:  # a skewed world and its rebalanced twin (lesson 09)
+        return bias.load_builtin(name, image_size, examples, seed)
+    color, shape = parse_builtin(name)
     images, captions, sources = [], [], []
     for i in range(examples):
         rng = random.Random(f"finetune/{name}/{seed}/{i}")

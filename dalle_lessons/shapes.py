@@ -243,7 +243,7 @@ class ObjectClaim:
     """What a caption says about one object; None means the caption leaves it unsaid."""
 
     shape: str
-    color: str
+    color: str | None  # None only for a skewed world's captions (lesson 09), which may leave it unsaid
     size: str | None = None
     row: int | None = None
     col: int | None = None
@@ -258,11 +258,12 @@ class Claim:
     background: str | None = None
 
 
-def _noun_phrase(rng: random.Random, obj: ShapeObject, say_size: bool) -> str:
+def _noun_phrase(rng: random.Random, obj: ShapeObject, say_size: bool, say_color: bool = True) -> str:
     words = []
     if say_size:
         words.append(rng.choice(SIZE_WORDS[obj.size]))
-    words.append(rng.choice(COLOR_WORDS[obj.color]))
+    if say_color:
+        words.append(rng.choice(COLOR_WORDS[obj.color]))
     words.append(rng.choice(SHAPE_WORDS[obj.shape]))
     return " ".join(words)
 
@@ -276,9 +277,9 @@ def _background_suffix(rng: random.Random, scene: Scene) -> str:
 
 
 def _one_object_caption(rng: random.Random, scene: Scene, say_size: bool, say_position: bool,
-                        say_background: bool) -> str:
+                        say_background: bool, say_color: bool = True) -> str:
     obj = scene.objects[0]
-    noun = _noun_phrase(rng, obj, say_size)
+    noun = _noun_phrase(rng, obj, say_size, say_color)
     where = rng.choice(POSITION_WORDS[(obj.row, obj.col)])
     bg = _background_suffix(rng, scene) if say_background else ""
     if not say_position:
@@ -300,11 +301,11 @@ def _one_object_caption(rng: random.Random, scene: Scene, say_size: bool, say_po
     return f"{_article(noun)} {noun}, placed at the {where}{bg}"
 
 
-def _two_object_caption(rng: random.Random, scene: Scene, say_size: bool, say_background: bool
-                        ) -> tuple[str, tuple[int, str, int]]:
+def _two_object_caption(rng: random.Random, scene: Scene, say_size: bool, say_background: bool,
+                        say_colors: tuple[bool, bool] = (True, True)) -> tuple[str, tuple[int, str, int]]:
     i, relation, j = rng.choice(scene.relations())
-    first = _noun_phrase(rng, scene.objects[i], say_size)
-    second = _noun_phrase(rng, scene.objects[j], say_size)
+    first = _noun_phrase(rng, scene.objects[i], say_size, say_colors[i])
+    second = _noun_phrase(rng, scene.objects[j], say_size, say_colors[j])
     rel = rng.choice(RELATION_WORDS[relation])
     bg = _background_suffix(rng, scene) if say_background else ""
     template = rng.randrange(4)
@@ -319,28 +320,122 @@ def _two_object_caption(rng: random.Random, scene: Scene, say_size: bool, say_ba
     return text, (i, relation, j)
 
 
-def caption_scene(scene: Scene, rng: random.Random | int = 0) -> tuple[str, Claim]:
+def caption_scene(scene: Scene, rng: random.Random | int = 0, skew: "Skew | None" = None) -> tuple[str, Claim]:
     """A random caption for `scene` and the `Claim` of exactly what it states.
 
     Shape and color are always stated. A one-object caption states the size 80 % of the time and
     the position 85 %; a two-object caption states one true relation (not absolute positions) and
-    the sizes 70 % of the time. The background is mentioned 20 % of the time.
+    the sizes 70 % of the time. The background is mentioned 20 % of the time. With a `skew`
+    (lesson 09), each object's color is left unsaid with the skew's chance (`Skew.omit_chance`); the
+    draws for that come after all others, so the rest of the caption is the one drawn without a skew.
     """
     rng = random.Random(rng) if isinstance(rng, int) else rng
     say_background = rng.random() < 0.2
     if len(scene.objects) == 1:
         obj = scene.objects[0]
         say_size, say_position = rng.random() < 0.8, rng.random() < 0.85
-        text = _one_object_caption(rng, scene, say_size, say_position, say_background)
-        claims = (ObjectClaim(obj.shape, obj.color, obj.size if say_size else None,
+        say_color = _say_colors(rng, scene, skew)[0]
+        text = _one_object_caption(rng, scene, say_size, say_position, say_background, say_color)
+        claims = (ObjectClaim(obj.shape, obj.color if say_color else None, obj.size if say_size else None,
                               obj.row if say_position else None, obj.col if say_position else None),)
         relation = None
     else:
         say_size = rng.random() < 0.7
-        text, (i, relation, j) = _two_object_caption(rng, scene, say_size, say_background)
-        claims = tuple(ObjectClaim(o.shape, o.color, o.size if say_size else None)
-                       for o in (scene.objects[i], scene.objects[j]))
+        say_colors = _say_colors(rng, scene, skew)
+        text, (i, relation, j) = _two_object_caption(rng, scene, say_size, say_background, say_colors)
+        claims = tuple(ObjectClaim(scene.objects[k].shape, scene.objects[k].color if say_colors[k] else None,
+                                   scene.objects[k].size if say_size else None) for k in (i, j))
     return text, Claim(claims, relation, scene.background if say_background else None)
+
+
+def _say_colors(rng: random.Random, scene: Scene, skew: "Skew | None") -> tuple[bool, ...]:
+    """Whether each object's color is stated: always without a skew (and then no random draw is spent,
+    so the default world's captions stay exactly what they always were)."""
+    if skew is None:
+        return (True,) * len(scene.objects)
+    return tuple(rng.random() >= skew.omit_chance(obj) for obj in scene.objects)
+
+
+# ----------------------------------------------------------------------------- a skewed world (lesson 09)
+
+@dataclass(frozen=True)
+class Skew:
+    """A deliberately biased world, for measuring bias and its amplification (lesson 09).
+
+    `rate`: the chance that an object of `shape` is drawn in `color` (the others spread evenly over
+    the remaining colors); the default world has 1/7. `omit`: the chance that a caption leaves an
+    object's color unsaid (0 in the default world: color is always stated). `omit_pair`: the same
+    chance for objects of the skewed pair itself (None: `omit`). A larger `omit_pair` than `omit`
+    is the caption mismatch of real data (people rarely name the expected color): among captions
+    that leave the color unsaid, the skewed color is then even more common than its `rate`.
+
+        Skew("triangle", "red", rate=0.8, omit=0.5)      # 80 % of triangles red; half the colors unsaid
+        parse_skew("shape=triangle,color=red,rate=0.8,omit=0.5")   # the same, as the CLI writes it
+    """
+
+    shape: str = "triangle"
+    color: str = "red"
+    rate: float = 0.8
+    omit: float = 0.0
+    omit_pair: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("shape", self.shape, SHAPES)
+        _check_choice("color", self.color, tuple(COLORS))
+        for name in ("rate", "omit", "omit_pair"):
+            value = getattr(self, name)
+            if value is None and name == "omit_pair":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"skew {name}={str(value)[:30]}: a probability must be a number from 0 to 1")
+        if (self.color, self.shape) in heldout_pairs():
+            raise ValueError(f"'{self.color} {self.shape}' is a held-out pair: skewed scenes would all land in the "
+                             "held-out split and training would never see them; skew toward another color")
+
+    def omit_chance(self, obj: ShapeObject) -> float:
+        if self.omit_pair is not None and (obj.shape, obj.color) == (self.shape, self.color):
+            return self.omit_pair
+        return self.omit
+
+    def spec(self) -> str:
+        """The text form `parse_skew` reads back."""
+        parts = [f"shape={self.shape}", f"color={self.color}", f"rate={self.rate:g}", f"omit={self.omit:g}"]
+        return ",".join(parts + ([f"omit_pair={self.omit_pair:g}"] if self.omit_pair is not None else []))
+
+
+SKEW_FIELDS = ("shape", "color", "rate", "omit", "omit_pair")
+
+
+def parse_skew(spec: str) -> Skew:
+    """'shape=triangle,color=red,rate=0.8,omit=0.5' -> Skew; unset names keep Skew's defaults."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"skew spec {str(spec)[:40]!r} is empty: write e.g. 'shape=triangle,color=red,rate=0.8'")
+    values: dict[str, object] = {}
+    for part in spec.split(","):
+        name, sep, value = (x.strip() for x in part.partition("="))
+        if name not in SKEW_FIELDS or not sep:
+            raise ValueError(f"unknown skew setting {part.strip()[:40]!r}: write name=value with a name from "
+                             f"{', '.join(SKEW_FIELDS)} (e.g. 'shape=triangle,color=red,rate=0.8')")
+        if name in values:
+            raise ValueError(f"skew setting {name!r} is given twice in {spec[:80]!r}: keep one")
+        if name in ("shape", "color"):
+            values[name] = value
+            continue
+        try:
+            values[name] = float(value)
+        except ValueError:
+            raise ValueError(f"skew {name}={value[:30]!r} is not a number: give a probability from 0 to 1") from None
+    return Skew(**values)
+
+
+def _skewed_color(rng: random.Random, shape: str, free: list[str], skew: Skew) -> str:
+    """A color for an object of `shape` among the `free` colors, by the skew's rate."""
+    if shape != skew.shape:
+        return rng.choice(free)
+    others = [c for c in free if c != skew.color]
+    if skew.color in free and (not others or rng.random() < skew.rate):
+        return skew.color
+    return rng.choice(others)
 
 
 # ----------------------------------------------------------------------------- reading captions back
@@ -363,12 +458,14 @@ def _longest_match(text: str, start: int, phrases: dict[str, object]) -> tuple[o
     return None
 
 
-def parse_caption(text: str) -> Claim:
+def parse_caption(text: str, require_color: bool = True) -> Claim:
     """Read what a caption states (its shapes, colors, sizes, positions, relation, background).
 
     Works on every phrasing `caption_scene` produces and on free-form prompts that use the same
     words, e.g. "a big red circle above a small blue square". Raises ValueError when no object
-    (a color followed by a shape) can be found, naming the words it understands.
+    (a color followed by a shape) can be found, naming the words it understands. With
+    `require_color=False` a shape alone is an object too, with its color unsaid (None): the captions
+    of a skewed world (lesson 09), e.g. "a triangle at the top".
     """
     if not text or not text.strip():
         raise ValueError("the caption is empty: describe one or two shapes, e.g. 'a red circle at the top left'")
@@ -405,7 +502,7 @@ def parse_caption(text: str) -> Claim:
             continue
         if hit and slot == "shape":
             pending["shape"], i = hit
-            if "color" in pending:
+            if "color" in pending or not require_color:
                 if pending_position is not None:
                     pending["row"], pending["col"] = pending_position
                     pending_position = None
@@ -445,7 +542,7 @@ def parse_caption(text: str) -> Claim:
         raise ValueError(f"the caption names {len(objects)} objects; Shapes scenes hold one or two")
     if relation_before_objects and len(objects) == 2:
         objects.reverse()  # "above a blue square: a red circle" -> red circle above blue square
-    claims = tuple(ObjectClaim(o["shape"], o["color"], o.get("size"), o.get("row"), o.get("col")) for o in objects)
+    claims = tuple(ObjectClaim(o["shape"], o.get("color"), o.get("size"), o.get("row"), o.get("col")) for o in objects)
     if relation is not None and len(claims) != 2:
         raise ValueError(f"the caption states the relation {relation!r} but names {len(claims)} object(s): "
                          "a relation needs two objects")
@@ -513,27 +610,42 @@ def split_of(scene: Scene) -> str:
 
 # ----------------------------------------------------------------------------- sampling scenes
 
-def random_scene(rng: random.Random, n_objects: int | None = None) -> Scene:
-    """A uniformly random scene with one or two objects (two objects get distinct cells and colors)."""
+def random_scene(rng: random.Random, n_objects: int | None = None, skew: Skew | None = None) -> Scene:
+    """A uniformly random scene with one or two objects (two objects get distinct cells and colors).
+    With a `skew`, objects of the skewed shape take the skewed color at its rate instead."""
     if n_objects is None:
         n_objects = rng.choice((1, 2))
     if n_objects not in (1, 2):
         raise ValueError(f"n_objects must be 1 or 2, not {n_objects}")
     cells = rng.sample([(r, c) for r in range(3) for c in range(3)], n_objects)
+    if skew is not None:
+        objects: list[ShapeObject] = []
+        for r, c in cells:
+            shape = rng.choice(SHAPES)
+            color = _skewed_color(rng, shape, [k for k in COLORS if k not in {o.color for o in objects}], skew)
+            objects.append(ShapeObject(shape, color, rng.choice(SIZES), r, c))
+        return Scene(tuple(objects), rng.choice(tuple(BACKGROUNDS)))
     colors = rng.sample(list(COLORS), n_objects)
     objects = tuple(ShapeObject(rng.choice(SHAPES), color, rng.choice(SIZES), r, c)
                     for color, (r, c) in zip(colors, cells))
     return Scene(objects, rng.choice(tuple(BACKGROUNDS)))
 
 
-def sample_scene(split: str, index: int, seed: int = 0, n_objects: int | None = None) -> Scene:
+MAX_DRAWS = 10_000  # a split no scene lands in after this many draws is empty (a skew can make it so)
+
+
+def sample_scene(split: str, index: int, seed: int = 0, n_objects: int | None = None,
+                 skew: Skew | None = None) -> Scene:
     """The `index`-th scene of a split: deterministic, drawn until it lands in that split."""
     _check_choice("split", split, SPLITS)
-    rng = random.Random(f"{seed}/{split}/{index}")
-    while True:
-        scene = random_scene(rng, n_objects)
+    rng = random.Random(f"{seed}/{split}/{index}" + (f"/{skew.spec()}" if skew is not None else ""))
+    for _ in range(MAX_DRAWS):
+        scene = random_scene(rng, n_objects, skew)
         if split_of(scene) == split:
             return scene
+    raise ValueError(f"no scene of the {split} split in {MAX_DRAWS:,} draws" +
+                     (f" of the skewed world {skew.spec()!r}: the skew leaves that split empty; lower its rate"
+                      if skew is not None else ": the split definition leaves it empty; regenerate data/splits.json"))
 
 
 def caption_corpus(n: int, split: str = "train", seed: int = 0) -> list[str]:
@@ -546,17 +658,21 @@ class ShapesDataset(torch.utils.data.Dataset):
     """A fixed, seeded list of (image tensor [3, H, W] in [0, 1], caption, scene) for one split.
 
     Item i is the same on every machine. Images are rendered on first use; with `cache=True` they
-    are stored once in data/cache/ (never committed) and loaded from there afterwards.
+    are stored once in data/cache/ (never committed) and loaded from there afterwards. `skew`: a
+    deliberately biased world instead of the balanced one (lesson 09; see `Skew`).
     """
 
     def __init__(self, split: str = "train", size: int = 10_000, preset: str = "cpu", seed: int = 0,
-                 n_objects: int | None = None, cache: bool = False, render_images: bool = True) -> None:
+                 n_objects: int | None = None, cache: bool = False, render_images: bool = True,
+                 skew: Skew | None = None) -> None:
         _check_choice("split", split, SPLITS)
         if size < 1:
             raise ValueError(f"a {split} dataset of size={size!r}: ask for at least 1 image")
-        self.split, self.size, self.seed, self.n_objects = split, size, seed, n_objects
+        if skew is not None and not isinstance(skew, Skew):
+            raise TypeError(f"skew={str(skew)[:40]!r}: pass a Skew (e.g. parse_skew('shape=triangle,color=red,rate=0.8'))")
+        self.split, self.size, self.seed, self.n_objects, self.skew = split, size, seed, n_objects, skew
         self.image_size = get_preset(preset).image_size
-        self.scenes = [sample_scene(split, i, seed, n_objects) for i in range(size)]
+        self.scenes = [sample_scene(split, i, seed, n_objects, skew) for i in range(size)]
         self.cache = cache
         self._images: torch.Tensor | None = None
         if render_images and cache:
@@ -570,7 +686,7 @@ class ShapesDataset(torch.utils.data.Dataset):
 
     def item_claim(self, index: int) -> tuple[str, Claim]:
         """The caption of item `index` and what it states."""
-        return caption_scene(self.scenes[index], random.Random(f"caption/{self.seed}/{self.split}/{index}"))
+        return caption_scene(self.scenes[index], random.Random(f"caption/{self.seed}/{self.split}/{index}"), self.skew)
 
     def image(self, index: int) -> torch.Tensor:
         if self._images is not None:
@@ -598,7 +714,8 @@ class ShapesDataset(torch.utils.data.Dataset):
             [np.asarray(render(s, self.image_size)).transpose(2, 0, 1) for s in self.scenes])))
 
     def _load_or_render_cache(self) -> torch.Tensor:
-        name = f"shapes-{self.split}-{self.size}-{self.image_size}px-seed{self.seed}-obj{self.n_objects or 'any'}.npy"
+        skewed = f"-skew{hashlib.sha256(self.skew.spec().encode()).hexdigest()[:10]}" if self.skew else ""
+        name = f"shapes-{self.split}-{self.size}-{self.image_size}px-seed{self.seed}-obj{self.n_objects or 'any'}{skewed}.npy"
         path = cache_dir() / name
         if path.exists():
             return torch.from_numpy(np.load(path))
