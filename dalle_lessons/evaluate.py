@@ -339,7 +339,7 @@ def _score_set(pipe, ids: torch.Tensor, caption_set: CaptionSet, samples: int, b
         for reading in readings:
             result = judge.score_reading(reading, claim)
             accuracy.add(result)
-            _tally_asked_drawn(tallies, claim, reading)
+            _tally_asked_drawn(tallies, result)
             if len(claim.objects) == 1:
                 _count_pair(pairs, claim, reading, result.all_correct)
         distinct_images += len({tuple(ids[j].tolist()) for j in rows})
@@ -359,17 +359,21 @@ def _score_set(pipe, ids: torch.Tensor, caption_set: CaptionSet, samples: int, b
 
 def _confusion_labels() -> dict[str, list]:
     """The labels of each confusion matrix (lesson 09); a drawn value outside them lands in the last column."""
-    from .shapes import COLORS, POSITION_NAMES, SHAPES, SIZES
+    from .shapes import COLORS, POSITION_NAMES, RELATIONS, SHAPES, SIZES
     return {"count": [1, 2], "color": list(COLORS), "shape": list(SHAPES), "size": list(SIZES),
-            "position": list(POSITION_NAMES.values())}
+            "position": list(POSITION_NAMES.values()), "relation": list(RELATIONS)}
 
 
-def _tally_asked_drawn(tallies: dict, claim, reading: judge.Reading) -> None:
+def _tally_asked_drawn(tallies: dict, result: judge.Score) -> None:
     """Record (asked, drawn) per attribute: the object count for every caption; color, shape, and the
     size and cell where stated, for one-object captions whose image holds exactly one object (None is
-    drawn when it holds another number: the attribute cannot be read off one object)."""
+    drawn when it holds another number: the attribute cannot be read off one object). For a caption with a
+    relation: the relation drawn between the objects matched to the stated two (`_drawn_relation`)."""
     from .shapes import POSITION_NAMES
+    claim, reading = result.claim, result.reading
     tallies["count"].append((len(claim.objects), len(reading.objects)))
+    if claim.relation is not None:
+        tallies["relation"].append((claim.relation, _drawn_relation(result)))
     if len(claim.objects) != 1:
         return
     asked = claim.objects[0]
@@ -382,6 +386,17 @@ def _tally_asked_drawn(tallies: dict, claim, reading: judge.Reading) -> None:
     if asked.row is not None:
         tallies["position"].append((POSITION_NAMES[(asked.row, asked.col)],
                                     drawn and POSITION_NAMES[(drawn.row, drawn.col)]))
+
+
+def _drawn_relation(result: judge.Score) -> str | None:
+    """The relation between the drawn objects the judge matched to the caption's two: the asked one if it
+    holds, else the first that does in RELATIONS order; None when fewer than two objects were drawn."""
+    from .shapes import RELATIONS, relation_holds
+    if len(result.assignment) != 2:
+        return None
+    a, b = (result.reading.objects[k] for k in result.assignment)
+    holding = [r for r in RELATIONS if relation_holds((a.row, a.col), r, (b.row, b.col))]
+    return result.claim.relation if result.claim.relation in holding else next(iter(holding), None)
 
 
 def _confusion(name: str, asked_drawn: list) -> dict:

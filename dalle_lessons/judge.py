@@ -67,6 +67,7 @@ class Score:
     attributes: dict[str, bool]  # only the attributes the caption states, plus "count"
     reading: Reading
     claim: Claim = field(repr=False)
+    assignment: tuple[int, ...] = ()  # which detected object answers each claimed one (in claim order)
 
 
 # ----------------------------------------------------------------------------- reading pixels
@@ -250,7 +251,7 @@ def score_reading(reading: Reading, claim: Claim) -> Score:
         attributes["relation"] = holds
     if claim.background is not None:
         attributes["background"] = reading.background == claim.background
-    return Score(all(attributes.values()), attributes, reading, claim)
+    return Score(all(attributes.values()), attributes, reading, claim, tuple(assignment))
 
 
 def score(image, caption: str | Claim) -> Score:

@@ -125,7 +125,10 @@ def test_confusion_matrices_count_every_image_once_per_attribute(pipe):
                 counts = confusion[name]["counts"]
                 assert len(counts) == len(confusion[name]["labels"]) and all(len(r) == len(counts) + 1 for r in counts)
                 assert sum(map(sum, counts)) == row["images"]
-        else:
-            assert set(confusion) == {"count"}  # two objects: which drawn object answers which is not read here
+        else:  # two objects and a relation: the relation drawn between the two stated objects, every image once
+            assert set(confusion) == {"count", "relation"}
+            assert sum(map(sum, confusion["relation"]["counts"])) == row["images"]
+            relation_hits = sum(confusion["relation"]["counts"][i][i] for i in range(4))
+            assert relation_hits == round(row["relation"] * row["images"] / 100)  # agrees with relation accuracy
         diagonal = sum(confusion["count"]["counts"][i][i] for i in range(2))
         assert diagonal == round(row["count"] * row["images"] / 100)  # agrees with the count accuracy
