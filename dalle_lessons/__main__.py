@@ -11,6 +11,8 @@
     python -m dalle_lessons train clip --preset cpu [--steps N] [--seed S] [--out DIR] [--resume]
     python -m dalle_lessons evaluate clip [--checkpoint PATH] [--json]
     python -m dalle_lessons evaluate rerank [--captions N] [--max-rerank 64] [--json]
+    python -m dalle_lessons evaluate control [--checkpoint DIR] [--captions N] [--samples K] [--json]
+    python -m dalle_lessons evaluate bias [--captions N] [--samples K] [--seed S] [--json]
     python -m dalle_lessons generate "a small red circle above a blue square" -n 8 --seed 0 --out grid.png
     python -m dalle_lessons finetune --data DIR|"heldout:blue square" --out DIR [--method full|last-layers|lora]
                                      [--rank R] [--layers N] [--steps N] [--lr LR] [--seed S] [--examples K] [--resume]
@@ -316,6 +318,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.captions is None:
+        args.captions = 16 if args.what == "bias" else 100
     if args.n is None and args.what in ("judge", "dvae"):
         args.n = 2000
     if args.what in ("judge", "dvae") and args.n < 2:
@@ -331,6 +335,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_clip(args)
     if args.what == "rerank":
         return _evaluate_rerank(args)
+    if args.what == "control":
+        return _evaluate_control(args)
+    if args.what == "bias":
+        return _evaluate_bias(args)
     start = time.perf_counter()
     rows = evaluate_judge(n=args.n, preset=args.preset, seed=args.seed)
     elapsed = time.perf_counter() - start
@@ -449,6 +457,107 @@ def _evaluate_rerank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_control(args: argparse.Namespace) -> int:
+    from .control import evaluate_control
+    from .environment import machine_summary
+    from .evaluate import format_table
+    _check_generation_args(args)
+    if args.rerank != 1 or args.sweep:
+        raise ValueError("evaluate control measures plain sampling: drop --rerank / --sweep (they belong to "
+                         "evaluate generation)")
+    start = time.perf_counter()
+    report = evaluate_control(args.checkpoint, n_captions=args.captions, samples=args.samples, seed=args.seed,
+                              sampling=_sampling_changes(args), batch_size=args.batch_size)
+    elapsed = time.perf_counter() - start
+    if args.json:
+        print(json.dumps({"what": "control", "machine": machine_summary(), "seconds": round(elapsed, 1), **report},
+                         indent=1))
+        return 0
+    print(f"Control: how often the drawn attribute is the asked one; {report['checkpoint']}, {args.captions} captions "
+          f"per set x {args.samples} samples, seed {args.seed}; sampling: {_describe_sampling(report['sampling'])}")
+    print("(sets: a one object, seen pair; b one object, held-out pair; c two objects and a relation. color, shape, "
+          "size, position: images holding exactly one object count, others land in 'unreadable')")
+    rows = [{"attribute": name, "images": h["images"], "accuracy": h["accuracy"],
+             "most common mistake": (f"{h['top_confusion'][0]} -> {h['top_confusion'][1]} "
+                                     f"({h['top_confusion'][2]:.0f} %)" if h["top_confusion"] else "-")}
+            for name, h in report["headline"].items()]
+    print(format_table(rows))
+    print("\nUnder-specified captions: what is drawn for what a caption leaves unsaid. tv: total variation from "
+          "the training distribution for captions that leave it unsaid, in % (0 = the same; '-': training never leaves it "
+          "unsaid); mode: the value drawn most often")
+    table = []
+    for row in report["underspecified"]:
+        for attribute in ("color", "shape", "size", "position", "background"):
+            if attribute in row:
+                cell = row[attribute]
+                table.append({"prompts": row["prompts"], "images": row["images"], "stated drawn": row["stated_drawn"],
+                              "unsaid": attribute, "tv %": None if cell["tv"] is None else 100 * cell["tv"],
+                              "mode": cell["mode"],
+                              "mode share": 100 * cell["drawn"][cell["mode"]] if cell["mode"] else None})
+    print(format_table(table))
+    print(f"{machine_summary()}; {elapsed:.1f} s")
+    return 0
+
+
+def _evaluate_bias(args: argparse.Namespace) -> int:
+    from .bias import SWEEP, WORLDS, adapter_file, evaluate_bias
+    from .environment import machine_summary
+    from .evaluate import _check_counts, format_table
+    from .sampling import check_seed
+    check_seed(args.seed)
+    _check_counts(args.samples, args.batch_size)
+    if args.captions < 1:
+        raise ValueError(f"--captions {args.captions}: measure at least 1 colorless caption per shape (default 16)")
+    if args.checkpoint is not None:
+        raise ValueError("evaluate bias measures the bias adapters in data/ on the shipped model: drop --checkpoint")
+    if _sampling_changes(args) or args.rerank != 1 or args.sweep:
+        raise ValueError("evaluate bias runs its own sampling sweep (bias.SWEEP): drop the sampling, --rerank and "
+                         "--sweep flags")
+    for world, data in WORLDS.items():
+        if not adapter_file(world).exists():
+            raise FileNotFoundError(f"{adapter_file(world)} is missing: restore it from git, or retrain it with "
+                                    f"python -m dalle_lessons finetune --data \"{data}\" --examples 1024 --steps 300 "
+                                    f"--out DIR, then copy DIR/adapter.safetensors to {adapter_file(world).name} and DIR/adapter.json to "
+                                    f"{adapter_file(world).with_suffix('.json').name} in data/")
+    start = time.perf_counter()
+    seeds = (args.seed, args.seed + 1, args.seed + 2)
+    report = evaluate_bias(captions=args.captions, samples=args.samples, seeds=seeds, batch_size=args.batch_size)
+    elapsed = time.perf_counter() - start
+    if args.json:
+        print(json.dumps({"what": "bias", "machine": machine_summary(), "seconds": round(elapsed, 1), **report},
+                         indent=1))
+        return 0
+    print(f"Bias: a world where {report['skew']} (80 % of triangles red, half the colors unsaid); LoRA adapters in "
+          f"data/; {args.captions} colorless captions per shape x {args.samples} samples x seeds {list(seeds)}")
+    print("train: P(red | triangle) in the adapter's training data, overall / among captions that leave the color "
+          "unsaid; gen: P(red | a colorless triangle caption) drawn; amp: gen - train (unsaid); zhao: Zhao et al. "
+          "2017; dir: Wang & Russakovsky 2021 (shape -> color); mad: DALL-Eval's deviation from uniform over the "
+          "7 colors for triangles; leak: red drawn for another stated color. [95 % bootstrap interval over prompts]")
+    print(format_table([_bias_row(row) for row in report["rows"]]))
+    described = ", ".join(f"{name}: {_describe_changes(changes)}" for name, changes in SWEEP.items())
+    print(f"skewed model's sampling sweep: {described}; other rows at the defaults")
+    print(f"{machine_summary()}; {elapsed:.1f} s")
+    return 0
+
+
+def _describe_changes(changes: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in changes.items()) or "the defaults"
+
+
+def _bias_row(row: dict) -> dict:
+    """One printed row of the bias table: percentages with their intervals."""
+    def pct(name: str) -> str:
+        value, interval = row.get(name), row["intervals"].get(name)
+        if value is None:
+            return "-"
+        return f"{100 * value:.1f}" + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else "")
+    unsaid = row["train_rate_unsaid"]
+    return {"model": row["model"], "setting": row["setting"],
+            "train": f"{100 * row['train_rate_overall']:.0f} / " + (f"{100 * unsaid:.0f}" if unsaid is not None else "-"),
+            "gen": pct("generated_rate"), "amp": pct("amplification"), "zhao": pct("zhao"), "dir": pct("directional"),
+            "mad": pct("mad"), "leak": pct("leakage"), "readable": f"{row['readable']:.0f}"}
+
+
 GENERATION_COLUMNS = ["set", "captions", "images", "all_correct", "count", "shape", "color", "size", "position",
                       "relation", "background", "distinct_images", "distinct_readings"]
 
@@ -559,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="print a table of measured figures")
-    evaluate.add_argument("what", choices=["judge", "dvae", "generation", "clip", "rerank"])
+    evaluate.add_argument("what", choices=["judge", "dvae", "generation", "clip", "rerank", "control", "bias"])
     evaluate.add_argument("--n", type=int, default=None,
                           help="judge, dvae: number of test images (default 2000); clip: test pairs for retrieval "
                                "and scenes per probe (default 1000)")
@@ -568,7 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "generation: a folder written by TextToImage.save_pretrained (default: the shipped model)")
     evaluate.add_argument("--preset", default="cpu", help="judge, dvae: the preset whose images to use")
     evaluate.add_argument("--seed", type=int, default=0, help="the data seed; generation: the sampling seed")
-    evaluate.add_argument("--captions", type=int, default=100, help="generation: captions per set (a, b, c)")
+    evaluate.add_argument("--captions", type=int, default=None,
+                          help="generation, rerank, control: captions per set a, b, c (default 100); "
+                               "bias: colorless captions per shape (default 16)")
     evaluate.add_argument("--samples", type=int, default=4, help="generation: images per caption")
     evaluate.add_argument("--batch-size", type=int, default=128, help="generation: images generated at once")
     evaluate.add_argument("--rerank", type=int, default=1,

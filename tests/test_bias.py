@@ -147,3 +147,43 @@ def test_bias_statistics_and_their_bootstrap_intervals():
     low, high = intervals["generated_rate"]
     assert low <= 0.9 <= high and high - low > 0  # prompts resampled whole: a real interval
     assert intervals == bias.bootstrap(groups, leak, skew, train, resamples=200)
+
+
+# --- measuring, on a tiny random pipeline, and the CLI ------------------------------------------------
+
+def test_measure_bias_reports_every_figure_with_intervals_and_repeats():
+    from test_evaluate_generation import tiny_pipeline
+    skew = parse_skew(bias.DEFAULT_SKEW)
+    pairs = bias.world_pairs(bias.WORLDS["skewed"], examples=64)["color_unsaid"]
+    kwargs = dict(captions=2, samples=2, seeds=(0,), resamples=50)
+    report = bias.measure_bias(tiny_pipeline(), skew, pairs, **kwargs)
+    # colorless prompts of 5 shapes, and one leakage prompt per other color triangles take in training (not
+    # red, the skewed one; not orange, held out)
+    assert report["images"] == 5 * 2 * 2 + 5 * 1 * 2
+    drawn = sum(sum(colors.values()) for colors in report["generated_colors"].values())
+    assert drawn == round(report["readable"] / 100 * 20)
+    assert report == bias.measure_bias(tiny_pipeline(), skew, pairs, **kwargs)  # seeded: the same numbers
+    rewritten = bias.measure_bias(tiny_pipeline(), skew, pairs, **kwargs, rewrite=True)
+    assert rewritten["sampling"] == report["sampling"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--checkpoint", "somewhere"], "drop --checkpoint"),
+    (["--temperature", "0.5"], "runs its own sampling sweep"),
+    (["--captions", "0"], "--captions 0: measure at least 1"),
+    (["--samples", "0"], "samples must be at least 1"),
+    (["--seed", "-1"], "-1"),
+])
+def test_the_bias_cli_refuses_bad_options_in_one_line(argv, message, capsys):
+    from dalle_lessons.__main__ import main
+    assert main(["evaluate", "bias", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_a_missing_bias_adapter_is_named_with_the_command_that_rebuilds_it(tmp_path, monkeypatch, capsys):
+    from dalle_lessons.__main__ import main
+    monkeypatch.setattr(bias, "adapter_file", lambda world: tmp_path / f"bias-{world}.safetensors")
+    assert main(["evaluate", "bias"]) == 2
+    err = capsys.readouterr().err
+    assert "bias-skewed.safetensors is missing" in err and "finetune --data \"skewed:" in err and err.count("\n") == 1

@@ -61,3 +61,16 @@ def test_the_control_report(report):
 def test_the_control_report_is_deterministic(report):
     again = control.evaluate_control(tiny_pipeline(), n_captions=4, samples=2, underspecified_samples=2)
     assert json.dumps(again, sort_keys=True) == json.dumps(report, sort_keys=True)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--captions", "0"], "--captions 0"),
+    (["--samples", "0"], "samples must be at least 1"),
+    (["--rerank", "4"], "drop --rerank"),
+    (["--temperature", "-1"], "temperature"),
+])
+def test_the_control_cli_refuses_bad_options_in_one_line(argv, message, capsys):
+    from dalle_lessons.__main__ import main
+    assert main(["evaluate", "control", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
