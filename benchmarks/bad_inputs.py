@@ -1510,6 +1510,71 @@ def tables(records: list[dict]) -> str:
     return "\n".join(out)
 
 
+SKEW = "shape=triangle,color=red,rate=0.8,omit=0.5"
+
+
+def add_limitations_cases() -> None:
+    """Lesson 09: skew specs in `finetune --data`, and `evaluate control` / `evaluate bias` options."""
+    for spec, names in [("skewed:hue=red", ["hue=red"]), ("skewed:rate=1.5", ["rate=1.5"]),
+                        ("skewed:omit=-0.2", ["omit=-0.2"]), ("skewed:omit_pair=2", ["omit_pair=2"]),
+                        ("skewed:shape=hexagon", ["hexagon"]), ("skewed:color=pink", ["pink"]),
+                        ("skewed:color=orange", ["orange triangle"]), ("skewed:", ["skewed:", "empty"]),
+                        ("skewed:rate=lots", ["lots"]), ("skewed:rate=0.5,rate=0.6", ["rate"]),
+                        ("skewed:triangle", ["triangle"]), ("rebalanced:rate=2", ["rate=2"]),
+                        ("skewed:rate=nan", ["nan"]), ("skewed:rate=inf", ["inf"])]:
+        cli(f"09: finetune --data '{spec}'", "limitations", "error", ft(data=spec), names)
+    cli("09: finetune --data 'skewed:…' --examples 3", "limitations", "error",
+        [*ft(data="skewed:" + SKEW), "--examples", "3"], ["--examples 3"])
+    for kind in ("skewed", "rebalanced"):
+        cli(f"09: finetune --data '{kind}:{SKEW}' --examples 8 --steps 1 (control)", "limitations", "ok",
+            [*ft(data=f"{kind}:{SKEW}"), "--examples", "8"], check=adapter_written)
+    for what, argv, names in [
+            ("bias", ["--checkpoint", "{tmp}/pipe"], ["--checkpoint"]), ("bias", ["--temperature", "0.5"], ["--temperature"]),
+            ("bias", ["--rerank", "4"], ["--rerank"]), ("bias", ["--sweep"], ["--sweep"]),
+            ("bias", ["--captions", "0"], ["--captions 0"]), ("bias", ["--captions", "-3"], ["--captions -3"]),
+            ("bias", ["--samples", "0"], ["samples", "0"]), ("bias", ["--batch-size", "0"], ["batch_size", "0"]),
+            ("bias", ["--seed", "-1"], ["-1"]), ("bias", ["--seed", str(2**63 - 1)], [str(2**63 - 1)]),
+            ("control", ["--captions", "0"], ["--captions 0"]), ("control", ["--samples", "0"], ["samples", "0"]),
+            ("control", ["--rerank", "4"], ["--rerank"]), ("control", ["--sweep"], ["--sweep"]),
+            ("control", ["--temperature", "-1"], ["temperature", "-1"]), ("control", ["--top-p", "2"], ["top_p", "2"]),
+            ("control", ["--checkpoint", "{tmp}/nowhere"], ["{tmp}/nowhere"]), ("control", ["--seed", "-1"], ["-1"])]:
+        cli(f"09: evaluate {what} {' '.join(argv)}", "limitations", "error", ["evaluate", what, *argv], names)
+    cli("09: evaluate bias, its adapters missing from data/", "limitations", "error", ["evaluate", "bias"],
+        ["bias-skewed.safetensors"], setup=lambda tmp: light_data(tmp))
+
+    def damaged_adapter(kind):
+        def setup(tmp):
+            env = light_data(tmp)
+            for name in ("bias-skewed", "bias-mismatch", "bias-rebalanced", "bias-stated"):
+                for suffix in (".safetensors", ".json"):
+                    shutil.copy2(SOURCE_DATA / (name + suffix), tmp / "data" / (name + suffix))
+            (tmp / "data" / "bias-skewed.json").write_text("{ not json" if kind == "json" else "{}")
+            return env
+        return setup
+    for kind in ("json", "empty"):
+        cli(f"09: evaluate bias, bias-skewed.json {kind}", "limitations", "error", ["evaluate", "bias"],
+            ["bias-skewed"], setup=damaged_adapter(kind))
+    # the API
+    from dalle_lessons import bias as bias_module
+    from dalle_lessons.shapes import ShapesDataset, Skew, parse_skew
+    for spec, names in [("hue=red", ["hue"]), ("rate=-1", ["rate=-1"]), ("", ["empty"]), (None, ["None"]),
+                        (42, ["42"]), ("shape=triangle,color=orange", ["orange triangle"])]:
+        api(f"09: parse_skew({spec!r})", "limitations", "error", lambda tmp, spec=spec: parse_skew(spec), names)
+    for kwargs, names in [({"rate": 1.2}, ["rate=1.2"]), ({"rate": "0.8"}, ["rate=0.8"]), ({"omit": True}, ["omit=True"]),
+                          ({"shape": "star"}, ["star"]), ({"color": "blue", "shape": "square"}, ["blue square"]),
+                          ({"omit_pair": float("nan")}, ["nan"])]:
+        api(f"09: Skew(**{kwargs})", "limitations", "error", lambda tmp, kwargs=kwargs: Skew(**kwargs), names)
+    api("09: ShapesDataset(skew='triangle')", "limitations", "error",
+        lambda tmp: ShapesDataset("train", 4, render_images=False, skew="triangle"), ["skew='triangle'", "Skew"])
+    api("09: ShapesDataset(skew=Skew()) (control)", "limitations", "ok",
+        lambda tmp: ShapesDataset("train", 4, render_images=False, skew=Skew()),
+        check=lambda tmp, data: None if len(data) == 4 else "wrong size")
+    api("09: bias.state_color('something at the top')", "limitations", "error",
+        lambda tmp: bias_module.state_color("something at the top", "red"), ["something at the top"])
+    api("09: bias.adapter_file('purple')", "limitations", "error", lambda tmp: bias_module.adapter_file("purple"),
+        ["purple"])
+
+
 def main() -> int:
     global FX
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -1521,6 +1586,7 @@ def main() -> int:
     add_cli_cases()
     add_api_cases()
     add_finetune_cases()
+    add_limitations_cases()
     cases = [c for c in CASES if (not args.only or args.only.lower() in c.name.lower())
              and (not args.surface or c.surface == args.surface)]
     if args.list:

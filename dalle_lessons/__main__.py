@@ -503,8 +503,12 @@ def _evaluate_bias(args: argparse.Namespace) -> int:
     from .bias import SWEEP, WORLDS, adapter_file, evaluate_bias
     from .environment import machine_summary
     from .evaluate import _check_counts, format_table
-    from .sampling import check_seed
+    from .lora import read_adapter_metadata
+    from .sampling import MAX_SEED, check_seed
     check_seed(args.seed)
+    if args.seed > MAX_SEED - 2:
+        raise ValueError(f"--seed {args.seed}: evaluate bias samples with seeds S, S+1 and S+2, so S must be at most "
+                         f"{MAX_SEED - 2}")
     _check_counts(args.samples, args.batch_size)
     if args.captions < 1:
         raise ValueError(f"--captions {args.captions}: measure at least 1 colorless caption per shape (default 16)")
@@ -514,11 +518,14 @@ def _evaluate_bias(args: argparse.Namespace) -> int:
         raise ValueError("evaluate bias runs its own sampling sweep (bias.SWEEP): drop the sampling, --rerank and "
                          "--sweep flags")
     for world, data in WORLDS.items():
-        if not adapter_file(world).exists():
-            raise FileNotFoundError(f"{adapter_file(world)} is missing: restore it from git, or retrain it with "
-                                    f"python -m dalle_lessons finetune --data \"{data}\" --examples 1024 --steps 300 "
-                                    f"--out DIR, then copy DIR/adapter.safetensors to {adapter_file(world).name} and DIR/adapter.json to "
-                                    f"{adapter_file(world).with_suffix('.json').name} in data/")
+        if adapter_file(world).exists():
+            read_adapter_metadata(adapter_file(world))  # a damaged or foreign adapter fails before any measuring
+        else:
+            raise FileNotFoundError(
+                f"{adapter_file(world)} is missing: restore it from git, or retrain it with python -m dalle_lessons "
+                f"finetune --data \"{data}\" --examples 1024 --steps 300 --out DIR, then copy DIR/adapter.safetensors "
+                f"to {adapter_file(world).name} and DIR/adapter.json to {adapter_file(world).with_suffix('.json').name} "
+                "in data/")
     start = time.perf_counter()
     seeds = (args.seed, args.seed + 1, args.seed + 2)
     report = evaluate_bias(captions=args.captions, samples=args.samples, seeds=seeds, batch_size=args.batch_size)
