@@ -18,6 +18,7 @@
                                      [--rank R] [--layers N] [--steps N] [--lr LR] [--seed S] [--examples K] [--resume]
     python -m dalle_lessons generate "a blue square" --adapter DIR/adapter.safetensors
     python -m dalle_lessons serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--checkpoint DIR]
+    python -m dalle_lessons scale [--preset tiny|cpu|colab|paper|all] [--json]
 """
 from __future__ import annotations
 
@@ -305,6 +306,16 @@ def cmd_finetune(args: argparse.Namespace) -> int:
               + (f" --checkpoint {args.from_}" if args.from_ else ""))
     else:
         print(f"use it: python -m dalle_lessons generate \"a blue square\" --checkpoint {summary['path']}")
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from .scale import format_report, preset_names, report
+    reports = [report(name) for name in preset_names(args.preset)]
+    if args.json:
+        print(json.dumps(reports if args.preset == "all" else reports[0], indent=1))
+    else:
+        print("\n\n".join(format_report(r) for r in reports))
     return 0
 
 
@@ -764,6 +775,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch", type=int, default=64,
                        help="images sampled together at most (default 64, the pipeline's MAX_BATCH)")
     serve.set_defaults(func=cmd_serve)
+
+    scale = sub.add_parser("scale", help="the arithmetic of scale: parameters, FLOPs, memory, time to train",
+                           description="Parameters by component, FLOPs per token and per image, training memory "
+                                       "(fp32 / mixed fp16, activation checkpointing, sharding) and, for the paper "
+                                       "preset, the time to train at the paper's budget on its V100s and today's "
+                                       "accelerators. Computed in closed form; nothing is trained or allocated.")
+    scale.add_argument("--preset", default="paper", help="tiny, cpu, colab, paper or all (default paper)")
+    _add_json(scale)
+    scale.set_defaults(func=cmd_scale)
     return parser
 
 
