@@ -487,7 +487,7 @@ def _evaluate_control(args: argparse.Namespace) -> int:
     print(f"Control: how often the drawn attribute is the asked one; {report['checkpoint']}, {args.captions} captions "
           f"per set x {args.samples} samples, seed {args.seed}; sampling: {_describe_sampling(report['sampling'])}")
     print("(sets: a one object, seen pair; b one object, held-out pair; c two objects and a relation. color, shape, "
-          "size, position: images holding exactly one object count, others land in 'unreadable')")
+          "size, position are read off images holding exactly one object: the others count as 'not one object')")
     rows = [{"attribute": name, "images": h["images"], "accuracy": h["accuracy"],
              "most common mistake": (f"{h['top_confusion'][0]} -> {h['top_confusion'][1]} "
                                      f"({h['top_confusion'][2]:.0f} %)" if h["top_confusion"] else "-")}

@@ -18,15 +18,21 @@ from .shapes import BACKGROUNDS, COLORS, POSITION_NAMES, SHAPES, SIZES, ShapesDa
 TRAINING_SAMPLE = 20_000  # one-object training captions read to find the distribution of unsaid attributes
 
 
-def attribute_accuracy(confusion: dict) -> dict:
-    """{"accuracy": % drawn as asked, "images", "top_confusion": (asked, drawn, %) the most common mistake}
-    from a confusion matrix {"labels", "counts"} (the last column: not readable as one object)."""
+#: What the last column of each confusion matrix counts (the attribute could not be read as asked).
+OTHER = {"count": "another count", "relation": "objects not both drawn"}
+NOT_ONE_OBJECT = "not one object"
+
+
+def attribute_accuracy(confusion: dict, attribute: str = "") -> dict:
+    """{"accuracy": % drawn as asked, "images", "top_confusion": (asked, drawn, % of that asked value) the most
+    common mistake} from a confusion matrix {"labels", "counts"} of `attribute` (count, color, relation...)."""
     labels, counts = confusion["labels"], confusion["counts"]
+    columns = list(labels) + [OTHER.get(attribute, NOT_ONE_OBJECT)]
     total = sum(map(sum, counts))
     hits = sum(counts[i][i] for i in range(len(labels)))
-    mistakes = [(counts[i][j], labels[i], (labels + ["unreadable"])[j]) for i in range(len(labels))
-                for j in range(len(labels) + 1) if i != j and counts[i][j]]
-    top = max(mistakes, default=None)
+    mistakes = [(counts[i][j], labels[i], columns[j]) for i in range(len(labels))
+                for j in range(len(columns)) if i != j and counts[i][j]]
+    top = max(mistakes, key=lambda m: m[0], default=None)
     return {"accuracy": 100 * hits / total if total else None, "images": total,
             "top_confusion": (top[1], top[2], 100 * top[0] / sum(counts[labels.index(top[1])])) if top else None}
 
@@ -129,7 +135,7 @@ def evaluate_control(pipeline_or_path=None, n_captions: int = 100, samples: int 
                                  batch_size=batch_size)
     matrices = {f"{name} (set {row['set']})": confusion for row in report["rows"]
                 for name, confusion in row["confusion"].items()}
-    headline = {name: attribute_accuracy(m) for name, m in matrices.items()}
+    headline = {name: attribute_accuracy(m, name.split(" (")[0]) for name, m in matrices.items()}
     return {"checkpoint": shown, "sampling": report["sampling"], "n_captions": n_captions, "samples": samples,
             "seed": seed, "confusion": matrices, "headline": headline,
             "underspecified": evaluate_underspecified(pipe, underspecified_samples, seed, sampling, batch_size)}

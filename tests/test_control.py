@@ -22,6 +22,8 @@ def test_attribute_accuracy_reads_the_diagonal_and_the_worst_mistake():
     assert headline["accuracy"] == pytest.approx(80.0) and headline["images"] == 20
     assert headline["top_confusion"] == ("small", "large", pytest.approx(30.0))
     assert control.attribute_accuracy({"labels": ["a"], "counts": [[0, 0]]})["accuracy"] is None
+    counts = {"labels": [1, 2], "counts": [[9, 0, 1], [0, 10, 0]]}  # one image of "one object" held three
+    assert control.attribute_accuracy(counts, "count")["top_confusion"] == (1, "another count", pytest.approx(10.0))
 
 
 def test_total_variation():
