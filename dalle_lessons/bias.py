@@ -29,7 +29,7 @@ from .shapes import COLORS, SHAPES, Skew, ShapesDataset, parse_skew, render, to_
 #: The skewed world the course's bias lesson uses, and the remedies' worlds (CLI `--data` names).
 DEFAULT_SKEW = "shape=triangle,color=red,rate=0.8,omit=0.5"
 BUILTIN_SETS = {
-    "skewed": "skewed:<skew spec>: one-object scenes of a skewed world (shapes.Skew), e.g. 'skewed:" + DEFAULT_SKEW + "'",
+    "skewed": f"skewed:<skew spec>: one-object scenes of a skewed world (shapes.Skew), e.g. 'skewed:{DEFAULT_SKEW}'",
     "rebalanced": "rebalanced:<skew spec>: the same world resampled so each shape's colors are even again",
 }
 POOL_FACTOR = 4  # rebalancing resamples from a pool this many times larger than the set it returns
@@ -168,7 +168,8 @@ def directional_amplification(train_pairs: list[tuple[str, str]], generated: dic
     if not train_pairs:
         return None
     n = len(train_pairs)
-    p_shape, p_color, p_pair = Counter(s for s, _ in train_pairs), Counter(c for _, c in train_pairs), Counter(train_pairs)
+    p_shape, p_color = Counter(s for s, _ in train_pairs), Counter(c for _, c in train_pairs)
+    p_pair = Counter(train_pairs)
     train = color_rates(train_pairs)
     terms = []
     for a in generated:

@@ -3,7 +3,8 @@
 A scene is one or two colored shapes on a 3x3 grid of positions over a plain background. Everything
 is generated from a seed, so the dataset is the same on every machine and nothing is downloaded.
 Captions come in several phrasings with synonyms, and may leave attributes unsaid; a `Claim` records
-exactly what a caption states, which is what the judge scores an image against.
+exactly what a caption states, which is what the judge scores an image against. A `Skew` turns the
+balanced world into a deliberately biased one, for measuring bias (lesson 09).
 """
 from __future__ import annotations
 
@@ -326,8 +327,7 @@ def caption_scene(scene: Scene, rng: random.Random | int = 0, skew: "Skew | None
     Shape and color are always stated. A one-object caption states the size 80 % of the time and
     the position 85 %; a two-object caption states one true relation (not absolute positions) and
     the sizes 70 % of the time. The background is mentioned 20 % of the time. With a `skew`
-    (lesson 09), each object's color is left unsaid with the skew's chance (`Skew.omit_chance`); the
-    draws for that come after all others, so the rest of the caption is the one drawn without a skew.
+    (lesson 09), each object's color is left unsaid with the skew's chance (`Skew.omit_chance`).
     """
     rng = random.Random(rng) if isinstance(rng, int) else rng
     say_background = rng.random() < 0.2
@@ -669,7 +669,8 @@ class ShapesDataset(torch.utils.data.Dataset):
         if size < 1:
             raise ValueError(f"a {split} dataset of size={size!r}: ask for at least 1 image")
         if skew is not None and not isinstance(skew, Skew):
-            raise TypeError(f"skew={str(skew)[:40]!r}: pass a Skew (e.g. parse_skew('shape=triangle,color=red,rate=0.8'))")
+            raise TypeError(f"skew={str(skew)[:40]!r}: pass a Skew "
+                            "(e.g. parse_skew('shape=triangle,color=red,rate=0.8'))")
         self.split, self.size, self.seed, self.n_objects, self.skew = split, size, seed, n_objects, skew
         self.image_size = get_preset(preset).image_size
         self.scenes = [sample_scene(split, i, seed, n_objects, skew) for i in range(size)]
@@ -715,7 +716,8 @@ class ShapesDataset(torch.utils.data.Dataset):
 
     def _load_or_render_cache(self) -> torch.Tensor:
         skewed = f"-skew{hashlib.sha256(self.skew.spec().encode()).hexdigest()[:10]}" if self.skew else ""
-        name = f"shapes-{self.split}-{self.size}-{self.image_size}px-seed{self.seed}-obj{self.n_objects or 'any'}{skewed}.npy"
+        name = (f"shapes-{self.split}-{self.size}-{self.image_size}px-seed{self.seed}-obj{self.n_objects or 'any'}"
+                f"{skewed}.npy")
         path = cache_dir() / name
         if path.exists():
             return torch.from_numpy(np.load(path))
