@@ -19,6 +19,7 @@
     python -m dalle_lessons generate "a blue square" --adapter DIR/adapter.safetensors
     python -m dalle_lessons serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--checkpoint DIR]
     python -m dalle_lessons scale [--preset tiny|cpu|colab|paper|all] [--json]
+    python -m dalle_lessons convert-openai-dvae --encoder encoder.pkl --decoder decoder.pkl --out DIR --i-understand-pickle
 """
 from __future__ import annotations
 
@@ -316,6 +317,15 @@ def cmd_scale(args: argparse.Namespace) -> int:
         print(json.dumps(reports if args.preset == "all" else reports[0], indent=1))
     else:
         print("\n\n".join(format_report(r) for r in reports))
+    return 0
+
+
+def cmd_convert_openai_dvae(args: argparse.Namespace) -> int:
+    from .openai_dvae import convert
+    written = convert(args.encoder, args.decoder, args.out, i_understand_pickle=args.i_understand_pickle)
+    for kind in ("encoder", "decoder"):
+        print(f"wrote {written[kind]} ({written['parameters'][kind]:,} parameters)")
+    print(f"load it with dalle_lessons.openai_dvae.load({str(args.out)!r}); the .pkl files are no longer needed")
     return 0
 
 
@@ -784,6 +794,19 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--preset", default="paper", help="tiny, cpu, colab, paper or all (default paper)")
     _add_json(scale)
     scale.set_defaults(func=cmd_scale)
+
+    convert = sub.add_parser("convert-openai-dvae",
+                             help="convert OpenAI's published dVAE (encoder.pkl, decoder.pkl) to safetensors, once",
+                             description="OpenAI's dVAE weights are Python pickles, which run code when opened. This "
+                                         "opens them once, only with --i-understand-pickle, and writes safetensors + "
+                                         "JSON that dalle_lessons.openai_dvae.load reads without pickle.")
+    convert.add_argument("--encoder", required=True, help="OpenAI's encoder.pkl")
+    convert.add_argument("--decoder", required=True, help="OpenAI's decoder.pkl")
+    convert.add_argument("--out", required=True, help="folder for openai-dvae-{encoder,decoder}.safetensors + .json")
+    convert.add_argument("--i-understand-pickle", action="store_true",
+                         help="consent to open the pickles (they can run code): only for files you downloaded "
+                              "from OpenAI yourself")
+    convert.set_defaults(func=cmd_convert_openai_dvae)
     return parser
 
 

@@ -40,7 +40,6 @@ import torch
 
 from .config import PRESETS, Preset, TransformerConfig, get_preset
 
-GB = 1e9  # decimal gigabytes, as GPU memory is sold (16 GB V100) and as the paper's "24 GB" reads
 
 # ----------------------------------------------------------------------------- published facts
 

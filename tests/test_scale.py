@@ -51,6 +51,8 @@ def test_paper_parameters_equal_the_meta_device_model():
         model = DalleTransformer(config)
     total = sum(scale.transformer_parameters(config).values())
     assert total == sum(p.numel() for p in model.parameters()) == 12_292_816_384
+    assert scale.other_stage_parameters(get_preset("paper")) == {  # stage 1: OpenAI's published dVAE
+        "dVAE encoder (OpenAI's)": 53_786_240, "dVAE decoder (OpenAI's)": 43_829_766}
     # the paper: "about 24 GB of memory when stored in 16-bit precision"
     assert 24e9 < scale.training_memory(config, "fp16").weights < 25e9
 
