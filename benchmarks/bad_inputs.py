@@ -70,7 +70,8 @@ FIX = re.compile(
     r"\b(choose|give|use|run|pass|must|should|at least|at most|restore|remove|shorten|drop|install|set|save|"
     r"train|retrain|call|describe|split|resize|divide|ask|leave|delete|rerun|update|load|expects?|expected|"
     r"is not|not a|an int|a number|a str|one of|from \d|in \(|instead|only|needs?|try|check|measure|keep|"
-    r"start|re-create|invalid|unrecognized|required|fix|allowed|make|end the name|pick|lower|raise|add|put|move)\b",
+    r"start|re-create|invalid|unrecognized|required|fix|allowed|make|end the name|pick|lower|raise|add|put|move|"
+    r"download)\b",
     re.IGNORECASE)
 SHIPPED_PARTS = ("tokenizer.json", "dvae-cpu.safetensors", "dvae-cpu.json", "dalle-cpu.safetensors",
                  "dalle-cpu.json", "clip-cpu.safetensors", "clip-cpu.json", "splits.json", "MANIFEST.json")
@@ -1575,6 +1576,36 @@ def add_limitations_cases() -> None:
         ["purple"])
 
 
+def add_scaling_cases() -> None:
+    """Lesson 12: `scale` presets, and `convert-openai-dvae` pointed at the wrong files or without consent."""
+    for preset, names in [("huge", ["huge"]), ("", ["''", "preset"]), ("PAPER", ["PAPER"]), ("tiny,cpu", ["tiny,cpu"])]:
+        cli(f"12: scale --preset {preset!r}", "scaling", "error", ["scale", "--preset", preset], names)
+    for preset in ("tiny", "all"):
+        cli(f"12: scale --preset {preset} (control)", "scaling", "ok", ["scale", "--preset", preset],
+            check=lambda tmp, res: None if "parameters" in res.stdout.lower() else "no table printed")
+
+    def files(tmp):
+        (tmp / "text.pkl").write_text("not a pickle")
+        (tmp / "empty.pkl").write_bytes(b"")
+        shutil.copy2(SOURCE_DATA / "dvae-cpu.safetensors", tmp / "ours.safetensors")
+        torch.save({"weights": torch.zeros(3)}, tmp / "dict.pkl")
+        torch.save({"weights": torch.ones(3)}, tmp / "other.pkl")
+    convert = lambda enc, dec, *extra: ["convert-openai-dvae", "--encoder", enc, "--decoder", dec,  # noqa: E731
+                                        "--out", "{tmp}/out", *extra]
+    consent = "--i-understand-pickle"
+    for label, argv, names in [
+            ("without --i-understand-pickle", convert("{tmp}/dict.pkl", "{tmp}/other.pkl"), ["--i-understand-pickle"]),
+            ("the same file twice", convert("{tmp}/dict.pkl", "{tmp}/dict.pkl", consent), ["{tmp}/dict.pkl"]),
+            ("a missing encoder", convert("{tmp}/nowhere.pkl", "{tmp}/dict.pkl", consent), ["{tmp}/nowhere.pkl"]),
+            ("an empty file", convert("{tmp}/empty.pkl", "{tmp}/dict.pkl", consent), ["{tmp}/empty.pkl"]),
+            ("a text file", convert("{tmp}/text.pkl", "{tmp}/dict.pkl", consent), ["{tmp}/text.pkl"]),
+            ("a safetensors file", convert("{tmp}/ours.safetensors", "{tmp}/dict.pkl", consent),
+             ["{tmp}/ours.safetensors"]),
+            ("a pickle that is no dVAE", convert("{tmp}/dict.pkl", "{tmp}/other.pkl", consent), ["{tmp}/dict.pkl"]),
+            ("a folder as the encoder", convert("{tmp}", "{tmp}/dict.pkl", consent), ["{tmp}"])]:
+        cli(f"12: convert-openai-dvae, {label}", "scaling", "error", argv, names, setup=lambda tmp: (files(tmp), None)[1])
+
+
 def main() -> int:
     global FX
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -1587,6 +1618,7 @@ def main() -> int:
     add_api_cases()
     add_finetune_cases()
     add_limitations_cases()
+    add_scaling_cases()
     cases = [c for c in CASES if (not args.only or args.only.lower() in c.name.lower())
              and (not args.surface or c.surface == args.surface)]
     if args.list:

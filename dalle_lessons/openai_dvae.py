@@ -285,11 +285,10 @@ def _config_from(tensors: dict[str, torch.Tensor], kind: str) -> OpenAIDVAEConfi
 
 
 def _refuse(path: Path) -> None:
-    raise PermissionError(f"refusing to open {path} without {CONSENT_FLAG}: OpenAI's dVAE files are Python "
-                          "pickles, and opening a pickle runs whatever code it names (a tampered file can do "
-                          f"anything this user can). Pass {CONSENT_FLAG} (API: i_understand_pickle=True) if you "
-                          f"downloaded them yourself from OpenAI ({OPENAI_FILES}); the safetensors written then "
-                          "never run code, and the pickles are not needed again")
+    # the why at length is in the module docstring and the CLI help; the error stays one short line
+    raise PermissionError(f"refusing to open {path} without {CONSENT_FLAG}: it is a pickle, and opening one runs "
+                          f"the code it names. Pass {CONSENT_FLAG} (API: i_understand_pickle=True) only for files you "
+                          "downloaded from OpenAI yourself")
 
 
 def read_openai_pickle(path: str | Path, kind: str, i_understand_pickle: bool = False) -> dict[str, torch.Tensor]:

@@ -106,7 +106,7 @@ def test_cli_converts_with_consent_and_refuses_without(tmp_path, capsys):
     args = ["convert-openai-dvae", "--encoder", str(enc_pkl), "--decoder", str(dec_pkl), "--out", str(out)]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--i-understand-pickle" in err and "runs whatever code" in err
+    assert err.count("\n") == 1 and "--i-understand-pickle" in err and "runs the code it names" in err
     assert not out.exists()  # refused before anything was opened or written
     assert main(args + ["--i-understand-pickle"]) == 0
     assert "openai-dvae-encoder.safetensors" in capsys.readouterr().out
