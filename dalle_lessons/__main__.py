@@ -13,6 +13,7 @@
     python -m dalle_lessons evaluate rerank [--captions N] [--max-rerank 64] [--json]
     python -m dalle_lessons evaluate control [--checkpoint DIR] [--captions N] [--samples K] [--json]
     python -m dalle_lessons evaluate bias [--captions N] [--samples K] [--seed S] [--json]
+    python -m dalle_lessons evaluate quality [--n 500] [--samples 4] [--seed 0] [--json]
     python -m dalle_lessons generate "a small red circle above a blue square" -n 8 --seed 0 --out grid.png
     python -m dalle_lessons finetune --data DIR|"heldout:blue square" --out DIR [--method full|last-layers|lora]
                                      [--rank R] [--layers N] [--steps N] [--lr LR] [--seed S] [--examples K] [--resume]
@@ -339,6 +340,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.what == "quality":
+        return _evaluate_quality(args)
     if args.captions is None:
         args.captions = 16 if args.what == "bias" else 100
     if args.n is None and args.what in ("judge", "dvae"):
@@ -645,6 +648,45 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
     return 0
 
 
+QUALITY_COLUMNS = ["setting", "temperature", "guidance", "rerank", "frechet", "all_correct", "distinct_readings",
+                   "distinct_images"]
+
+
+def _evaluate_quality(args: argparse.Namespace) -> int:
+    """Lesson 09's table: CLIP-embedding Fréchet distance to real test images, the judge, and diversity."""
+    from .environment import machine_summary
+    from .evaluate import format_table
+    from .quality import CALIBRATION_BLUR, QUALITY_RERANK, evaluate_quality
+    ignored = [flag for flag, given in (("--captions", args.captions is not None), ("--rerank", args.rerank != 1),
+                                        ("--max-rerank", args.max_rerank != 64), ("--sweep", args.sweep),
+                                        ("--preset", args.preset != "cpu"),
+                                        ("sampling flags", bool(_sampling_changes(args)))) if given]
+    if ignored:
+        grid = f"the default, temperatures, guidance scales, rerank {' and '.join(map(str, QUALITY_RERANK))}"
+        raise ValueError(f"evaluate quality measures a fixed grid of sampling settings ({grid}) at the checkpoint's "
+                         f"own image size; {', '.join(ignored)} would be ignored: leave them out")
+    n = 500 if args.n is None else args.n
+    report = evaluate_quality(args.checkpoint, n=n, samples=args.samples, seed=args.seed,  # checks before loading
+                              batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps({"what": "quality", "machine": machine_summary(), **report}, indent=1))
+        return 0
+    print(f"Quality (lesson 09): {report['checkpoint']}; A = {n} real test images; generated rows: "
+          f"{report['captions']} captions of other test images x {args.samples} samples, seed {args.seed}")
+    print(f"frechet: CLIP-embedding Fréchet distance to A, x100 (the course's CLIP, not Inception: not an FID); "
+          f"lower is closer to real. 'real (floor)': {n} other real test images, the lowest to expect; "
+          f"'real, blurred {CALIBRATION_BLUR:g} px' for scale; 'dVAE reconstructions': the ceiling the "
+          f"dVAE's compression sets; 'real, same captions': {args.samples} real scenes that fit each caption "
+          "of the generated rows, what a perfect generator would draw (their floor)")
+    print(f"default sampling: {_describe_sampling(report['default_sampling'])}; each row changes one setting; "
+          "rerank N: CLIP's best of N samples per image")
+    print(format_table(report["rows"], QUALITY_COLUMNS))
+    print("all_correct (%): the judge, every stated attribute right (real rows: one image per caption); "
+          + report["diversity"])
+    print(f"{machine_summary()}; {report['seconds']:.1f} s")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a hint where its own message leaves a user guessing."""
 
@@ -696,20 +738,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="print a table of measured figures")
-    evaluate.add_argument("what", choices=["judge", "dvae", "generation", "clip", "rerank", "control", "bias"])
+    evaluate.add_argument("what", choices=["judge", "dvae", "generation", "clip", "rerank", "control", "bias", "quality"])
     evaluate.add_argument("--n", type=int, default=None,
                           help="judge, dvae: number of test images (default 2000); clip: test pairs for retrieval "
-                               "and scenes per probe (default 1000)")
+                               "and scenes per probe (default 1000); quality: images per set (default 500)")
     evaluate.add_argument("--checkpoint", default=None,
                           help="dvae: a .safetensors checkpoint (default: data/dvae-PRESET.safetensors); "
-                               "generation: a folder written by TextToImage.save_pretrained (default: the shipped model)")
+                               "generation, quality: a folder written by TextToImage.save_pretrained (default: the "
+                               "shipped model)")
     evaluate.add_argument("--preset", default="cpu", help="judge, dvae: the preset whose images to use")
-    evaluate.add_argument("--seed", type=int, default=0, help="the data seed; generation: the sampling seed")
+    evaluate.add_argument("--seed", type=int, default=0, help="the data seed; generation, quality: the sampling seed")
     evaluate.add_argument("--captions", type=int, default=None,
                           help="generation, rerank, control: captions per set a, b, c (default 100); "
                                "bias: colorless captions per shape (default 16)")
-    evaluate.add_argument("--samples", type=int, default=4, help="generation: images per caption")
-    evaluate.add_argument("--batch-size", type=int, default=128, help="generation: images generated at once")
+    evaluate.add_argument("--samples", type=int, default=4, help="generation, quality: images per caption")
+    evaluate.add_argument("--batch-size", type=int, default=128, help="generation, quality: images generated at once")
     evaluate.add_argument("--rerank", type=int, default=1,
                           help="generation: each image is the best of this many samples by CLIP score (default 1: none)")
     evaluate.add_argument("--max-rerank", type=int, default=64,
