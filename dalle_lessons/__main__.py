@@ -3,8 +3,10 @@
     python -m dalle_lessons check                       # is this environment ready for the course?
     python -m dalle_lessons data splits                 # (re)write data/splits.json
     python -m dalle_lessons train tokenizer --preset cpu
-    python -m dalle_lessons train dvae --preset cpu [--steps N] [--seed S] [--out DIR] [--resume]
-    python -m dalle_lessons train dalle --preset cpu [--steps N] [--seed S] [--out DIR] [--resume]
+    python -m dalle_lessons train dvae --preset cpu [--steps N] [--seed S] [--out DIR] [--resume] [--device auto]
+    python -m dalle_lessons train dalle --preset cpu [--steps N] [--seed S] [--out DIR] [--resume] [--device auto]
+                                        [--batch-size B] [--precision auto|fp32|bf16|fp16]
+    torchrun --nproc_per_node 2 -m dalle_lessons train dalle --preset cpu --out DIR     # DDP, see distributed.py
     python -m dalle_lessons evaluate judge [--json]
     python -m dalle_lessons evaluate dvae [--checkpoint PATH] [--json]
     python -m dalle_lessons evaluate generation [--checkpoint DIR] [--captions N] [--samples K] [--rerank N] [--sweep] [--json]
@@ -70,8 +72,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 #: The `train` flags each component reads; any other flag given is refused rather than silently ignored.
 TRAIN_FLAGS = {
-    "steps": ("dvae", "dalle", "clip"), "resume": ("dvae", "dalle", "clip"),
-    "quantizer": ("dvae",), "likelihood": ("dvae",), "train_images": ("dvae", "clip"),
+    "steps": ("dvae", "dalle", "clip"), "resume": ("dvae", "dalle", "clip"), "device": ("dvae", "dalle", "clip"),
+    "batch_size": ("dalle",), "precision": ("dalle",),
+    "quantizer": ("dvae",), "likelihood": ("dvae",), "train_images": ("dvae", "dalle", "clip"),
     "no_hard_negatives": ("clip",), "no_negative_images": ("clip",), "false_negatives": ("clip",),
 }
 
@@ -118,7 +121,8 @@ def _train_dvae(args: argparse.Namespace) -> int:
     train_config = DVAETrainConfig(**{k: v for k, v in changes.items() if v is not None})
     try:
         summary = train_dvae(args.preset, seed=args.seed, out=args.out, train_config=train_config,
-                             model_config=model_config, resume=args.resume, overwrite_shipped=args.overwrite_shipped)
+                             model_config=model_config, resume=args.resume, overwrite_shipped=args.overwrite_shipped,
+                             device=args.device)
     except KeyboardInterrupt:
         print("interrupted: run the same command with --resume to continue", file=sys.stderr)
         return 130
@@ -129,15 +133,19 @@ def _train_dvae(args: argparse.Namespace) -> int:
 
 
 def _train_dalle(args: argparse.Namespace) -> int:
+    from .distributed import world_from_env
     from .train_dalle import DalleTrainConfig, train_dalle
-    changes = {"steps": args.steps}
+    changes = {"steps": args.steps, "batch_size": args.batch_size, "precision": args.precision,
+               "train_items": args.train_images}
     train_config = DalleTrainConfig(**{k: v for k, v in changes.items() if v is not None})
     try:
         summary = train_dalle(args.preset, seed=args.seed, out=args.out, train_config=train_config,
-                              resume=args.resume, overwrite_shipped=args.overwrite_shipped)
+                              resume=args.resume, overwrite_shipped=args.overwrite_shipped, device=args.device)
     except KeyboardInterrupt:
         print("interrupted: run the same command with --resume to continue", file=sys.stderr)
         return 130
+    if world_from_env()[0] != 0:  # under torchrun, rank 0 reports for all
+        return 0
     final = summary["history"][-1] if summary["history"] else {}
     print(f"wrote {summary['path']} after {summary['step']} steps in {summary['seconds']:.0f} s"
           + (f" (val text loss {final['val_text_loss']:.3f}, image loss {final['val_image_loss']:.3f})"
@@ -155,7 +163,7 @@ def _train_clip(args: argparse.Namespace) -> int:
     train_config = ClipTrainConfig(**{k: v for k, v in changes.items() if v is not None})
     try:
         summary = train_clip(args.preset, seed=args.seed, out=args.out, train_config=train_config, resume=args.resume,
-                             overwrite_shipped=args.overwrite_shipped)
+                             overwrite_shipped=args.overwrite_shipped, device=args.device)
     except KeyboardInterrupt:
         print("interrupted: run the same command with --resume to continue", file=sys.stderr)
         return 130
@@ -463,7 +471,7 @@ def _evaluate_rerank(args: argparse.Namespace) -> int:
     from .rerank_eval import rerank_curve
     _check_generation_args(args)
     start = time.perf_counter()
-    pipe = TextToImage.from_pretrained(args.checkpoint)
+    pipe = TextToImage.from_pretrained(args.checkpoint, device=args.device)
     report = rerank_curve(pipe, n_captions=args.captions, max_n=args.max_rerank, seed=args.seed,
                           sampling=_sampling_changes(args), batch_size=args.batch_size)
     elapsed = time.perf_counter() - start
@@ -610,7 +618,7 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
     from .pipeline import TextToImage
     _check_generation_args(args)
     start = time.perf_counter()
-    pipe = TextToImage.from_pretrained(args.checkpoint)
+    pipe = TextToImage.from_pretrained(args.checkpoint, device=args.device)
     shown = args.checkpoint or "the shipped model in data/"
     options = dict(n_captions=args.captions, samples=args.samples, seed=args.seed,
                    sampling=_sampling_changes(args), batch_size=args.batch_size)
@@ -727,7 +735,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dvae: 'gumbel' (DALL·E, default) or 'vq' (VQ-VAE); vq saves as dvae-PRESET-vq")
     train.add_argument("--likelihood", choices=["logit_laplace", "mse"], default=None,
                        help="dvae: reconstruction loss (default: the preset's)")
-    train.add_argument("--train-images", type=int, default=None, help="dvae, clip: size of the training set")
+    train.add_argument("--train-images", type=int, default=None, help="dvae, dalle, clip: size of the training set")
+    train.add_argument("--device", default=None,
+                       help="dvae, dalle, clip: cpu, cuda or auto (default auto: the GPU when there is one)")
+    train.add_argument("--batch-size", type=int, default=None,
+                       help="dalle: pairs per step, split evenly over torchrun's processes (default 64)")
+    train.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
+                       help="dalle: fp32; bf16 autocast; fp16 autocast with a gradient scaler (GPUs without bf16); "
+                            "auto (default): bf16 where the hardware has it, fp16 on other GPUs, else fp32")
     train.add_argument("--no-hard-negatives", action="store_true",
                        help="clip: train without near-miss captions (an ablation: the binding probe drops)")
     train.add_argument("--no-negative-images", action="store_true",
@@ -760,6 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sweep", action="store_true",
                           help="generation: add tables over guidance scales and sampling settings "
                                "(about ten times as long as the main table)")
+    evaluate.add_argument("--device", default=None, help="generation, rerank: cpu, cuda or auto (default auto)")
     _add_sampling(evaluate)
     _add_json(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
@@ -775,7 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--columns", type=int, default=8, help="images per grid row at most (default 8)")
     generate.add_argument("--checkpoint", default=None,
                           help="a folder written by TextToImage.save_pretrained (default: the shipped model)")
-    generate.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    generate.add_argument("--device", default=None, help="cpu, cuda or auto (default auto: cuda when available)")
     generate.add_argument("--on-overflow", choices=["warn", "error"], default="warn",
                           help="a prompt longer than the model's text tokens: keep its start with a warning "
                                "(default) or stop with an error")
@@ -807,7 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=int, default=0, help="the training seed (default 0)")
     tune.add_argument("--examples", type=int, default=None, help="built-in sets: how many scenes (default 128)")
     tune.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    tune.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    tune.add_argument("--device", default=None, help="cpu, cuda or auto (default auto: cuda when available)")
     tune.set_defaults(func=cmd_finetune)
 
     serve = sub.add_parser("serve", help="answer OpenAI's images API (images.generate, images.edit) with the model",
@@ -822,7 +838,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "variable DALLE_LESSONS_API_KEY; none: no key, local only)")
     serve.add_argument("--checkpoint", default=None,
                        help="a folder written by TextToImage.save_pretrained (default: the shipped model)")
-    serve.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    serve.add_argument("--device", default=None, help="cpu, cuda or auto (default auto: cuda when available)")
     serve.add_argument("--max-queue", type=int, default=64,
                        help="requests waiting at most; more are answered 429 with retry-after (default 64)")
     serve.add_argument("--max-batch", type=int, default=64,

@@ -83,7 +83,7 @@ def pick_device() -> str:
 
 
 def resolve_device(device: "str | None") -> str:
-    """`device` checked before any work ('cpu', 'cuda', 'cuda:N', 'mps'), or `pick_device()` for None.
+    """`device` checked before any work ('cpu', 'cuda', 'cuda:N', 'mps'), or `pick_device()` for None or 'auto'.
 
     A device this machine lacks is a one-line ValueError naming the fix, instead of a RuntimeError deep
     inside torch after the model has loaded.
@@ -93,15 +93,17 @@ def resolve_device(device: "str | None") -> str:
         return pick_device()
     name = str(device).strip().lower() if isinstance(device, (str, torch.device)) else None
     if name is None:
-        raise TypeError(f"device must be a str such as 'cpu' or 'cuda', got {type(device).__name__}")
+        raise TypeError(f"device must be a str such as 'cpu', 'cuda' or 'auto', got {type(device).__name__}")
+    if name == "auto":
+        return pick_device()
     kind, _, index = name.partition(":")
     if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
-        raise ValueError(f"unknown device {str(device)[:40]!r}: choose 'cpu', 'cuda', 'cuda:N' or 'mps' "
-                         "(or leave it out: the GPU when there is one, else the CPU)")
+        raise ValueError(f"unknown device {str(device)[:40]!r}: choose 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto' "
+                         "(the GPU when there is one, else the CPU)")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r}: PyTorch sees no CUDA GPU on this machine; use 'cpu' (or leave "
-                             "the device out), or install a CUDA build of PyTorch on a machine with a GPU")
+            raise ValueError(f"device {name!r}: no CUDA device here: use --device cpu or auto (device='cpu' or "
+                             "'auto' from Python), or install a CUDA build of PyTorch on a machine with a GPU")
         if index and int(index) >= torch.cuda.device_count():
             raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s), numbered "
                              f"from 0; choose cuda:0 to cuda:{torch.cuda.device_count() - 1}")
@@ -116,8 +118,13 @@ def bf16_is_fast(device: str = "cpu") -> bool:
     one `cpu` transformer step took 180 s instead of 4.8 s in fp32 on an AVX2 AMD EPYC (1 thread, measured)."""
     import torch
     kind = str(device).split(":")[0]
-    if kind == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if kind == "cuda":  # emulated bf16 (a T4, a V100) counts as not fast: those GPUs have fp16 units instead
+        if not torch.cuda.is_available():
+            return False
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch < 2.3 has no including_emulation, and reported native support only
+            return torch.cuda.is_bf16_supported()
     if kind != "cpu":
         return False
     try:

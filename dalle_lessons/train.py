@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoints
+from .distributed import refuse_multi_process
 from .config import DVAEConfig, get_preset
 from .dvae import DiscreteVAE, DVAEOutput, code_usage, dvae_loss, kl_weight_at, psnr, temperature_at
 from .environment import resolve_device
@@ -183,6 +184,8 @@ def train_dvae(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     write = log or tqdm.write
 
     device = resolve_device(device)
+    refuse_multi_process("train dvae", "its dead-code restarts and code-usage averages follow each batch, so "
+                         "processes on different slices would drift apart")
     torch.manual_seed(seed)  # the initial weights
     model = DiscreteVAE(model_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)

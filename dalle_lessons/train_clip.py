@@ -24,11 +24,12 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoints
+from .distributed import refuse_multi_process
 from .clip import ClipModel, contrastive_loss
 from .clip_data import encode_claims, encode_scenes, hard_negative_scene, match_tensor
 from .clip_eval import binding_probe, probe_summary, retrieval, tokenizer_fingerprint
 from .config import ClipConfig, get_preset
-from .environment import pick_device
+from .environment import resolve_device
 from .paths import data_dir
 from .shapes import ShapesDataset, caption_scene, render
 from .tokenizer import CaptionTokenizer
@@ -161,7 +162,7 @@ def train_clip(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     `out` defaults to data/ and `name` to clip-PRESET; a file listed in data/MANIFEST.json (the shipped
     clip-cpu) is replaced only with `overwrite_shipped=True`, which also updates its manifest entry.
     The state is saved every `checkpoint_every` steps and on Ctrl-C; `resume=True` continues from it
-    exactly; `stop_at` ends early at that step.
+    exactly; `stop_at` ends early at that step. `device`: 'cpu', 'cuda' or 'auto' (None: the GPU if any).
     """
     preset_name = get_preset(preset).name
     model_config = model_config or get_preset(preset).clip
@@ -173,7 +174,9 @@ def train_clip(preset: str = "cpu", seed: int = 0, out: str | Path | None = None
     check_run(preset_name, seed, train_config.steps, [final_path, checkpoints.json_path(final_path)],
               overwrite_shipped)
     write = log or tqdm.write
-    device = device or pick_device()
+    device = resolve_device(device)  # cuda without a GPU: one line, before any data is made
+    refuse_multi_process("train clip", "its contrastive loss compares every caption with every image of the "
+                         "batch, so a split batch would need the embeddings all-gathered first")
 
     tokenizer = clip_tokenizer(preset_name)
     if tokenizer.vocab_size > model_config.text_vocab_size:

@@ -91,28 +91,58 @@ class RunProgress:
 
 def save_run_state(path: Path, run: RunProgress, seed: int, model: torch.nn.Module,
                    optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator],
-                   train_config, model_config) -> None:
-    """Everything a resumed run needs: weights, optimizer, each named random generator, progress, settings."""
+                   train_config, model_config, *, scaler: "torch.amp.GradScaler | None" = None,
+                   world_size: int = 1) -> None:
+    """Everything a resumed run needs: weights, optimizer, each named random generator, progress, settings,
+    the fp16 loss scale (`scaler`, when enabled) and how many processes trained (`world_size`)."""
+    extra = {"scaler": scaler.state_dict()} if scaler is not None and scaler.is_enabled() else {}
     checkpoints.save_state(path, {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": run.step,
         **{name: generator.get_state() for name, generator in generators.items()}, "seed": seed,
-        "elapsed": run.elapsed, "history": run.history,
+        "elapsed": run.elapsed, "history": run.history, "world_size": world_size, **extra,
         "train_config": dataclasses.asdict(train_config), "model_config": dataclasses.asdict(model_config)})
+
+
+def saved_world_size(path: Path) -> int | None:
+    """How many processes trained the state at `path` (1 for states from before distributed training),
+    read from its JSON alone, so a mismatch is refused before any process group forms; None without a state."""
+    import json
+    try:
+        tree = json.loads(checkpoints.json_path(path).read_text())["state"]["__dict__"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing or damaged: load_state names the problem later
+    return next((value for key, value in tree if key == "world_size" and isinstance(value, int)), 1)
+
+
+def check_world_size(path: Path, saved: int | None, world_size: int) -> None:
+    """Refuse to resume a state trained by another number of processes, with the command that resumes it."""
+    if saved is None or saved == world_size:
+        return
+    how = ("without torchrun (one process)" if saved == 1 else
+           f"under torchrun with {saved} processes in all (--nproc_per_node times --nnodes = {saved})")
+    raise ValueError(f"cannot resume {path}: it was trained by {saved} process(es) and this run has {world_size}; "
+                     f"resume it {how}, or start afresh without --resume (another process count splits each "
+                     "batch differently, so the run would not continue exactly)")
 
 
 def restore_run_state(path: Path, seed: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                       generators: dict[str, torch.Generator], train_config, model_config,
-                      read_train_config: Callable[[dict], Any]) -> RunProgress:
-    """Load what `save_run_state` wrote into `model`, `optimizer` and `generators`, after refusing a run
-    with other settings (`read_train_config` turns the saved dict back into the trainer's config)."""
+                      read_train_config: Callable[[dict], Any], *, scaler: "torch.amp.GradScaler | None" = None,
+                      world_size: int = 1) -> RunProgress:
+    """Load what `save_run_state` wrote into `model`, `optimizer`, `generators` (and `scaler`), after refusing
+    a run with other settings or another number of processes (`read_train_config` turns the saved dict back
+    into the trainer's config)."""
     state = checkpoints.load_state(path)
     try:
         saved = read_train_config(state["train_config"])
         check_resumable(path, state, saved, train_config, seed, model_config)
+        check_world_size(path, state.get("world_size", 1), world_size)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         for name, generator in generators.items():
             generator.set_state(state[name])
+        if scaler is not None and scaler.is_enabled() and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         return RunProgress(state["step"], state["elapsed"], state["history"])
     except (KeyError, TypeError, AttributeError, RuntimeError) as error:  # another trainer's state, or edited
         what = f"no {error}" if isinstance(error, KeyError) else str(error).splitlines()[0][:80]
@@ -124,7 +154,8 @@ def run_steps(progress: RunProgress, total: int, one_step: Callable[[], Any],
               validate: Callable[[Any], dict], save_state: Callable[[], None], *,
               eval_every: int, checkpoint_every: int, state_path: Path, stop_at: int | None = None,
               name: str = "train", show_progress: bool = True, postfix: Callable[[Any], dict] | None = None,
-              write: Callable[[str], None] | None = None) -> None:
+              write: Callable[[str], None] | None = None,
+              save_on_interrupt: Callable[[], None] | None = None) -> None:
     """Take steps until `total` (or `stop_at`), updating `progress` in place.
 
     `one_step()` trains one step and returns whatever `validate` and `postfix` need (a loss, say).
@@ -132,6 +163,8 @@ def run_steps(progress: RunProgress, total: int, one_step: Callable[[], Any],
     (this loop adds "step" and "seconds" in front). `save_state()` runs every `checkpoint_every`
     steps and on Ctrl-C; a Ctrl-C waits for the step under way to finish, so a saved state always
     sits on a step boundary and a resumed run continues exactly as if it had never stopped.
+    `save_on_interrupt` replaces `save_state` on Ctrl-C (a distributed run saves without waiting for
+    the other processes there, which may already be gone).
     """
     write = write or tqdm.write
     last = min(total, stop_at if stop_at is not None else total)
@@ -158,7 +191,7 @@ def run_steps(progress: RunProgress, total: int, one_step: Callable[[], Any],
     except KeyboardInterrupt:
         bar.close()
         if at_boundary:
-            save_state()
+            (save_on_interrupt or save_state)()
             write(f"interrupted at step {progress.step}: state saved to {state_path}; continue with --resume")
         else:
             write(f"interrupted in the middle of a step: {state_path} keeps the last periodic state")

@@ -215,15 +215,16 @@ class DalleTransformer(nn.Module):
     # --- training --------------------------------------------------------------------------------
 
     def forward(self, text_ids: torch.Tensor, image_ids: torch.Tensor,
-                generator: torch.Generator | None = None) -> TransformerOutput:
+                generator: torch.Generator | None = None, caption_dropout: bool = True) -> TransformerOutput:
         """Teacher-forced pass: text_ids [B, T] (padded with pad_id), image_ids [B, n], 1 <= n <= N.
 
         In training mode, config.caption_dropout empties captions (draws from `generator`); the
-        emptied caption is then also the text target, as for any caption.
+        emptied caption is then also the text target, as for any caption. `caption_dropout=False`: the
+        caller already did (a distributed trainer drops them once for the whole global batch).
         """
         self._check_text(text_ids)
         n = self._check_image(image_ids, low=1)
-        if self.training and self.config.caption_dropout > 0:
+        if self.training and self.config.caption_dropout > 0 and caption_dropout:
             text_ids = drop_captions(text_ids, self.config.caption_dropout, self.config.pad_id, generator)
         T = self.config.text_seq_len
         x = torch.cat([self._embed_text(text_ids), self._embed_image(image_ids[:, :-1])], dim=1)

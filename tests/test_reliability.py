@@ -311,7 +311,9 @@ def test_training_the_tokenizer_never_replaces_the_shipped_one_unasked(tmp_path,
     (["dvae", "--no-hard-negatives"], "--no-hard-negatives does not apply to `train dvae` (it is for train clip)"),
     (["dalle", "--false-negatives", "ignore"], "--false-negatives does not apply to `train dalle`"),
     (["clip", "--quantizer", "vq"], "--quantizer does not apply to `train clip` (it is for train dvae)"),
-    (["dalle", "--train-images", "5"], "--train-images does not apply to `train dalle`"),
+    (["tokenizer", "--device", "cpu"], "--device does not apply to `train tokenizer`"),
+    (["clip", "--batch-size", "8"], "--batch-size does not apply to `train clip` (it is for train dalle)"),
+    (["dvae", "--precision", "bf16"], "--precision does not apply to `train dvae` (it is for train dalle)"),
 ])
 def test_train_refuses_a_flag_its_component_would_ignore(argv, message, tmp_path, capsys):
     assert main(["train", *argv, "--out", str(tmp_path)]) == 2

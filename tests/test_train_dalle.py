@@ -69,7 +69,7 @@ def test_bf16_is_fast_only_with_bf16_units(monkeypatch):
         monkeypatch.setattr(environment.Path, "read_text", lambda self, **kw: f"flags\t: fpu {line}\n")
         assert environment.bf16_is_fast("cpu") is fast
     assert environment.bf16_is_fast("mps") is False
-    with pytest.raises(ValueError, match="choose 'auto', 'fp32' or 'bf16'"):
+    with pytest.raises(ValueError, match="choose 'auto', 'fp32', 'bf16' or 'fp16'"):
         dataclasses.replace(TINY, precision="fp8")
 
 
