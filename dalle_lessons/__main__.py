@@ -348,6 +348,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .environment import resolve_device
+    if args.device is not None:
+        if args.what == "judge":
+            raise ValueError("evaluate judge reads pixels with numpy on the CPU: drop --device")
+        args.device = resolve_device(args.device)  # a device this machine lacks: one line, before any work
     if args.what == "quality":
         return _evaluate_quality(args)
     if args.captions is None:
@@ -390,7 +395,7 @@ def _evaluate_dvae(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_dvae, format_table
     get_preset(args.preset)
     start = time.perf_counter()
-    report = evaluate_dvae(args.checkpoint, n=args.n, preset=args.preset, seed=args.seed)
+    report = evaluate_dvae(args.checkpoint, n=args.n, preset=args.preset, seed=args.seed, device=args.device or "cpu")
     elapsed = time.perf_counter() - start
     if args.json:
         print(json.dumps({"what": "dvae", "preset": args.preset, "n": args.n, "seed": args.seed,
@@ -415,7 +420,7 @@ def _evaluate_clip(args: argparse.Namespace) -> int:
     from .train_clip import clip_tokenizer
     get_preset(args.preset)
     start = time.perf_counter()
-    model, meta = load_clip(args.checkpoint, preset=args.preset)
+    model, meta = load_clip(args.checkpoint, preset=args.preset, device=args.device or "cpu")
     n = args.n or 1000
     if n < 10:
         raise ValueError(f"--n {n}: evaluate clip needs at least 10 test pairs (the default is 1000)")
@@ -499,7 +504,7 @@ def _evaluate_control(args: argparse.Namespace) -> int:
                          "evaluate generation)")
     start = time.perf_counter()
     report = evaluate_control(args.checkpoint, n_captions=args.captions, samples=args.samples, seed=args.seed,
-                              sampling=_sampling_changes(args), batch_size=args.batch_size)
+                              sampling=_sampling_changes(args), batch_size=args.batch_size, device=args.device)
     elapsed = time.perf_counter() - start
     if args.json:
         print(json.dumps({"what": "control", "machine": machine_summary(), "seconds": round(elapsed, 1), **report},
@@ -560,7 +565,8 @@ def _evaluate_bias(args: argparse.Namespace) -> int:
                 "in data/")
     start = time.perf_counter()
     seeds = (args.seed, args.seed + 1, args.seed + 2)
-    report = evaluate_bias(captions=args.captions, samples=args.samples, seeds=seeds, batch_size=args.batch_size)
+    report = evaluate_bias(captions=args.captions, samples=args.samples, seeds=seeds, batch_size=args.batch_size,
+                           device=args.device)
     elapsed = time.perf_counter() - start
     if args.json:
         print(json.dumps({"what": "bias", "machine": machine_summary(), "seconds": round(elapsed, 1), **report},
@@ -675,7 +681,7 @@ def _evaluate_quality(args: argparse.Namespace) -> int:
                          f"own image size; {', '.join(ignored)} would be ignored: leave them out")
     n = 500 if args.n is None else args.n
     report = evaluate_quality(args.checkpoint, n=n, samples=args.samples, seed=args.seed,  # checks before loading
-                              batch_size=args.batch_size)
+                              batch_size=args.batch_size, device=args.device)
     if args.json:
         print(json.dumps({"what": "quality", "machine": machine_summary(), **report}, indent=1))
         return 0
@@ -775,7 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sweep", action="store_true",
                           help="generation: add tables over guidance scales and sampling settings "
                                "(about ten times as long as the main table)")
-    evaluate.add_argument("--device", default=None, help="generation, rerank: cpu, cuda or auto (default auto)")
+    evaluate.add_argument("--device", default=None,
+                          help="cpu, cuda or auto (default: dvae and clip on the cpu, the rest auto; judge: cpu only)")
     _add_sampling(evaluate)
     _add_json(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)

@@ -325,7 +325,7 @@ SWEEP = {"default": {}, "temperature 0.3": {"temperature": 0.3}, "temperature 1.
 
 
 def evaluate_bias(captions: int = 16, samples: int = 4, seeds=(0, 1, 2), sweep: dict | None = None,
-                  resamples: int = 1000, batch_size: int = 128, worlds=None) -> dict:
+                  resamples: int = 1000, batch_size: int = 128, worlds=None, device: str | None = None) -> dict:
     """The bias table: the skewed model over the sampling sweep, the caption-mismatch world, and the three
     remedies (rebalanced data, always-stated colors, the unsaid color sampled before generating), each
     against the training rates of its own world; the shipped model (never fine-tuned) for reference."""
@@ -345,9 +345,9 @@ def evaluate_bias(captions: int = 16, samples: int = 4, seeds=(0, 1, 2), sweep: 
                      "train_rate_overall": color_rates(pairs["all"])[skew.shape][skew.color],
                      "train_rate_unsaid": train_unsaid, **result})
 
-    add("shipped (no fine-tuning)", "default", TextToImage.from_pretrained(), WORLDS["skewed"], {})
+    add("shipped (no fine-tuning)", "default", TextToImage.from_pretrained(device=device), WORLDS["skewed"], {})
     for world in worlds:
-        pipe = TextToImage.from_pretrained(adapter=adapter_file(world))
+        pipe = TextToImage.from_pretrained(adapter=adapter_file(world), device=device)
         settings = sweep if world == "skewed" else {"default": {}}
         for setting, changes in settings.items():
             add(world, setting, pipe, WORLDS[world], changes)

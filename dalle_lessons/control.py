@@ -126,11 +126,12 @@ def evaluate_underspecified(pipe, samples: int = 16, seed: int = 0, sampling: di
 
 
 def evaluate_control(pipeline_or_path=None, n_captions: int = 100, samples: int = 4, seed: int = 0,
-                     sampling: dict | None = None, batch_size: int = 128, underspecified_samples: int = 16) -> dict:
+                     sampling: dict | None = None, batch_size: int = 128, underspecified_samples: int = 16,
+                     device: str | None = None) -> dict:
     """Confusion matrices per attribute (via `evaluate_generation`) with their headline numbers, and the
     under-specified prompts. Every number comes with the images it was measured on."""
     from .evaluate import _load_pipeline, evaluate_generation
-    pipe, shown = _load_pipeline(pipeline_or_path)
+    pipe, shown = _load_pipeline(pipeline_or_path, device)
     report = evaluate_generation(pipe, n_captions=n_captions, samples=samples, seed=seed, sampling=sampling,
                                  batch_size=batch_size)
     matrices = {f"{name} (set {row['set']})": confusion for row in report["rows"]

@@ -132,7 +132,7 @@ def _scene_exact(reading: judge.Reading, scene) -> bool:
 
 
 def evaluate_dvae(checkpoint: str | None = None, n: int = 2000, preset: str = "cpu", seed: int = 0,
-                  batch_size: int = 250) -> dict:
+                  batch_size: int = 250, device: str = "cpu") -> dict:
     """Reconstruction quality of a trained dVAE on `n` test-split images (half one-object, half two).
 
     Per half and overall: PSNR (from the mean squared error), codebook usage and perplexity of the
@@ -153,6 +153,8 @@ def evaluate_dvae(checkpoint: str | None = None, n: int = 2000, preset: str = "c
                                 f"`python -m dalle_lessons train dvae --preset {preset}` or pass --checkpoint")
     model = checkpoints.load(path)
     meta = checkpoints.read_metadata(path)
+    if hasattr(model, "to"):
+        model = model.to(device)
     from .dvae import DiscreteVAE
     if not isinstance(model, DiscreteVAE):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a dVAE: pass a dvae-*.safetensors checkpoint")
@@ -163,8 +165,10 @@ def evaluate_dvae(checkpoint: str | None = None, n: int = 2000, preset: str = "c
     for k in (1, 2):
         data = ShapesDataset("test", n // 2, preset=preset, seed=seed, n_objects=k, cache=True)
         target = data.images_uint8().float() / 255
-        ids = torch.cat([model.encode(target[i:i + batch_size]) for i in range(0, len(target), batch_size)])
-        recon = torch.cat([model.decode(ids[i:i + batch_size]) for i in range(0, len(ids), batch_size)])
+        ids = torch.cat([model.encode(target[i:i + batch_size].to(device)).cpu()
+                         for i in range(0, len(target), batch_size)])
+        recon = torch.cat([model.decode(ids[i:i + batch_size].to(device)).float().cpu()
+                           for i in range(0, len(ids), batch_size)])
         recon = (recon * 255).round() / 255  # what a saved 8-bit image would hold
         exact = caption = original = 0
         for i in range(len(data)):
@@ -252,13 +256,14 @@ def generation_settings(sampling: dict | None = None) -> dict:
     return {**DEFAULT_SAMPLING, **sampling}
 
 
-def _load_pipeline(pipeline_or_path) -> tuple:
-    """(pipeline, how to name it in a report) from a TextToImage, a save_pretrained folder or None."""
+def _load_pipeline(pipeline_or_path, device: str | None = None) -> tuple:
+    """(pipeline, how to name it in a report) from a TextToImage, a save_pretrained folder or None (the shipped
+    model), loaded onto `device` (None: the GPU when there is one); a pipeline in memory stays where it is."""
     from .paths import data_dir
     from .pipeline import TextToImage
     if isinstance(pipeline_or_path, TextToImage):
         return pipeline_or_path, "a pipeline in memory"
-    pipe = TextToImage.from_pretrained(pipeline_or_path)
+    pipe = TextToImage.from_pretrained(pipeline_or_path, device=device)
     if pipeline_or_path is None:
         return pipe, "the shipped model in data/"
     shown = Path(pipeline_or_path).resolve()

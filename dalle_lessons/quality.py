@@ -174,7 +174,8 @@ def _same_captions_row(asked: CaptionSet, samples: int, image_size: int) -> tupl
 
 
 def evaluate_quality(pipeline_or_path=None, n: int = 500, samples: int = 4, seed: int = 0,
-                     settings: dict[str, dict] | None = None, rerank=QUALITY_RERANK, batch_size: int = 128) -> dict:
+                     settings: dict[str, dict] | None = None, rerank=QUALITY_RERANK, batch_size: int = 128,
+                     device: str | None = None) -> dict:
     """The quality table of lesson 09 (see the module docstring): one row per set of images.
 
     `pipeline_or_path`: a TextToImage (with a CLIP reranker), a save_pretrained folder, or None for the
@@ -184,7 +185,7 @@ def evaluate_quality(pipeline_or_path=None, n: int = 500, samples: int = 4, seed
     """
     start = time.perf_counter()
     full, rerank = check_quality_args(n, samples, seed, settings, rerank, batch_size)
-    pipe, shown = _load_pipeline(pipeline_or_path)
+    pipe, shown = _load_pipeline(pipeline_or_path, device)
     clip = pipe.reranker  # the lesson-08 CLIP; a pipeline without one fails here, naming set_reranker
     reference, real, captions, shared = reference_sets(n, pipe.native_size)
     prompts = n // samples

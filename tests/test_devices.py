@@ -39,7 +39,9 @@ def test_cuda_without_a_gpu_is_one_line_with_the_fix():
 @pytest.mark.parametrize("argv", [
     ["train", "dvae", "--preset", "tiny"], ["train", "dalle", "--preset", "tiny"], ["train", "clip", "--preset", "tiny"],
     ["generate", "a red circle", "-n", "1"], ["evaluate", "generation", "--captions", "1"],
-    ["evaluate", "rerank", "--captions", "1"], ["finetune", "--data", "heldout:blue square", "--out", "{tmp}/ft"]])
+    ["evaluate", "rerank", "--captions", "1"], ["evaluate", "dvae", "--n", "2"], ["evaluate", "clip"],
+    ["evaluate", "control", "--captions", "1"], ["evaluate", "bias", "--captions", "1"], ["evaluate", "quality"],
+    ["finetune", "--data", "heldout:blue square", "--out", "{tmp}/ft"]])
 def test_every_command_refuses_cuda_without_a_gpu_before_any_work(argv, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     if argv[0] == "train":
@@ -90,6 +92,14 @@ def test_evaluate_generation_and_rerank_load_the_pipeline_on_the_device(monkeypa
     for what in ("generation", "rerank"):
         assert main(["evaluate", what, "--captions", "1", "--device", "cpu"]) == 2
     assert asked == ["cpu", "cpu"]
+    for what in ("control", "quality", "bias"):  # lesson 09's tables load through the same door
+        assert main(["evaluate", what, "--device", "cpu"]) == 2
+    assert asked == ["cpu"] * 5
+
+
+def test_evaluate_judge_runs_on_the_cpu_only(capsys):
+    assert main(["evaluate", "judge", "--device", "cpu"]) == 2
+    assert "evaluate judge reads pixels with numpy on the CPU: drop --device" in capsys.readouterr().err
 
 
 def _tiny_and_colab_geometry() -> dict:
