@@ -140,7 +140,8 @@ def state_color(caption: str, color: str) -> str:
 
 def sample_unsaid_color(captions: list[str], target: dict[str, float], seed: int | str = 0) -> list[str]:
     """The remedy at sampling time: draw the unsaid color from `target` ({color: probability}) and state
-    it before the model sees the caption (as OpenAI did for DALL·E 2's people prompts in 2022)."""
+    it before the model sees the caption (the kind of system-level prompt change OpenAI announced for DALL·E 2 in
+    July 2022, for prompts that describe a person without saying race or gender)."""
     rng = random.Random(f"unsaid/{seed}")
     colors, weights = list(target), list(target.values())
     return [state_color(c, rng.choices(colors, weights)[0]) for c in captions]
