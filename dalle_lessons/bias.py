@@ -58,15 +58,20 @@ def rebalanced_indices(data: ShapesDataset, n: int, seed: int = 0) -> list[int]:
     return random.Random(f"rebalance/{seed}").choices(range(len(data)), weights=weights, k=n)
 
 
+def world_examples(name: str, examples: int, seed: int = 0) -> tuple[ShapesDataset, list[int]]:
+    """The scenes of a built-in world and which of them (in order) make its `examples` fine-tuning examples."""
+    kind, skew = parse_builtin(name)
+    if kind == "skewed":
+        return skewed_scenes(skew, examples, seed), list(range(examples))
+    data = skewed_scenes(skew, POOL_FACTOR * examples, seed)
+    return data, rebalanced_indices(data, examples, seed)
+
+
 def load_builtin(name: str, image_size: int, examples: int, seed: int = 0):
     """`skewed:<spec>` / `rebalanced:<spec>` as fine-tuning data (`finetune.FinetuneData`)."""
     from .finetune import FinetuneData
     kind, skew = parse_builtin(name)
-    if kind == "skewed":
-        data, chosen = skewed_scenes(skew, examples, seed), list(range(examples))
-    else:
-        data = skewed_scenes(skew, POOL_FACTOR * examples, seed)
-        chosen = rebalanced_indices(data, examples, seed)
+    data, chosen = world_examples(name, examples, seed)
     images = torch.stack([(to_tensor(render(data.scenes[i], image_size)) * 255).round().to(torch.uint8)
                           for i in chosen])
     captions = [data.item_caption(i) for i in chosen]
@@ -228,12 +233,7 @@ def world_pairs(data_name: str, examples: int = EXAMPLES, seed: int = 0) -> dict
     """(shape, color) of the training examples of a built-in world, all and those whose caption leaves the
     color unsaid: exactly what `finetune` trains on (its validation examples left out)."""
     from .finetune import split_indices
-    kind, skew = parse_builtin(data_name)
-    if kind == "skewed":
-        data, chosen = skewed_scenes(skew, examples, seed), list(range(examples))
-    else:
-        data = skewed_scenes(skew, POOL_FACTOR * examples, seed)
-        chosen = rebalanced_indices(data, examples, seed)
+    data, chosen = world_examples(data_name, examples, seed)
     train, _ = split_indices(examples)
     every, unsaid = [], []
     for i in (chosen[j] for j in train):

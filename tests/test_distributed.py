@@ -17,8 +17,6 @@ import pytest
 import torch
 
 from dalle_lessons import checkpoints, distributed
-from dalle_lessons.config import get_preset
-from dalle_lessons.dvae import DiscreteVAE
 from dalle_lessons.train_dalle import DalleTrainConfig, cli_command, train_dalle
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,13 +24,6 @@ CONFIG = DalleTrainConfig(steps=6, batch_size=16, lr=3e-3, lr_warmup=2, train_it
                           val_items=8, eval_every=1, checkpoint_every=100, precision="fp32")
 TOLERANCE = 1e-4  # per-step loss, 2 x B/2 against 1 x B (measured: 4.8e-7)
 
-
-@pytest.fixture(scope="module")
-def tiny_dvae(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("dvae") / "dvae-tiny.safetensors"
-    checkpoints.save(DiscreteVAE(get_preset("tiny").dvae), get_preset("tiny").dvae, path)
-    return str(path)
 
 
 def _kwargs(tiny_dvae, out, **changes) -> dict:

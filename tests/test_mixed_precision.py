@@ -15,7 +15,6 @@ import torch
 
 from dalle_lessons import checkpoints
 from dalle_lessons.config import get_preset
-from dalle_lessons.dvae import DiscreteVAE
 from dalle_lessons.train_dalle import DalleTrainConfig, precision_used, train_dalle
 from dalle_lessons.training_loop import RunProgress, restore_run_state, save_run_state
 from dalle_lessons.transformer import DalleTransformer
@@ -25,13 +24,6 @@ STEPS5 = DalleTrainConfig(steps=5, batch_size=16, lr=3e-3, lr_warmup=2, train_it
                           val_items=8, eval_every=1, checkpoint_every=100, precision="fp32")
 TOLERANCE = {"bf16": 2e-3, "fp16": 5e-4}  # largest per-step loss difference from fp32 allowed over 5 steps
 
-
-@pytest.fixture(scope="module")
-def tiny_dvae(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("dvae") / "dvae-tiny.safetensors"
-    checkpoints.save(DiscreteVAE(get_preset("tiny").dvae), get_preset("tiny").dvae, path)
-    return str(path)
 
 
 def _run(tiny_dvae, out, precision: str, **kwargs) -> dict:

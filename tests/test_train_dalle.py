@@ -8,7 +8,6 @@ import torch
 
 from dalle_lessons import checkpoints
 from dalle_lessons.config import get_preset
-from dalle_lessons.dvae import DiscreteVAE
 from dalle_lessons.environment import bf16_is_fast
 from dalle_lessons.train_dalle import DalleTrainConfig, cli_command, make_optimizer, token_data, train_dalle
 from dalle_lessons.transformer import DalleTransformer
@@ -16,14 +15,6 @@ from dalle_lessons.transformer import DalleTransformer
 TINY = DalleTrainConfig(steps=40, batch_size=16, lr=3e-3, lr_warmup=5, train_items=48, captions_per_item=2,
                         val_items=16, eval_every=20, checkpoint_every=20)
 
-
-@pytest.fixture(scope="module")
-def tiny_dvae(tmp_path_factory) -> str:
-    """A seeded, untrained tiny dVAE: its argmax codes are arbitrary but deterministic tokens."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("dvae") / "dvae-tiny.safetensors"
-    checkpoints.save(DiscreteVAE(get_preset("tiny").dvae), get_preset("tiny").dvae, path)
-    return str(path)
 
 
 def test_token_data_shapes_captions_and_cache(tiny_dvae):
