@@ -183,16 +183,16 @@ assert sum(verdicts) >= 4  # a good share of the 12 pictures follow their captio
 # | [06 the transformer](06_transformer.ipynb) | training DALL·E on `[text, image]` streams | next-token logits | ready |
 # | [07 sampling](07_sampling.ipynb) | temperature, top-k/p, KV cache, guidance, completion | image ids from a caption | ready |
 # | [08 reranking with CLIP](08_reranking_with_clip.ipynb) | a small contrastive model | best images | ready |
-# | 09 evaluation and bias | fidelity, diversity, audits | measuring it | *coming* |
+# | [09 limitations, measured](09_limitations.ipynb) | a Fréchet distance, confusion matrices, bias amplification and its remedies | measuring it | ready |
 # | 10 fine-tuning | new data, new words | customization | *coming* |
 # | [11 DALL·E from Python](11_dalle_from_python.ipynb) | an API and an interactive playground | using it | ready |
 # | 12 scaling up | mixed precision, distributed training, the paper's 12B model | the real thing | *coming* |
 #
 # Lessons 01–07 build, piece by piece, the pipeline you ran in section 4, and lesson 08 picks the best of
-# its pictures as the paper did. Lesson 11 serves the model through OpenAI's images API and a playground.
-# Lessons 09, 10 and 12 are not written yet: they will measure the model, teach it new things and scale it
-# up. The exercises of every lesson have worked solutions in the [solutions/](solutions/) folder next to this
-# notebook.
+# its pictures as the paper did. Lesson 09 measures what the result still gets wrong: quality, control and
+# bias. Lesson 11 serves the model through OpenAI's images API and a playground. Lessons 10 and 12 are not
+# written yet: they will teach the model new things and scale it up. The exercises of every lesson have
+# worked solutions in the [solutions/](solutions/) folder next to this notebook.
 #
 # ## Takeaways
 #

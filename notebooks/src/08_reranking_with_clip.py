@@ -754,5 +754,5 @@ ok = check_contrast_scores(contrast_scores)
 #
 # The answers are in the [solutions notebook](solutions/08_reranking_with_clip.ipynb).
 #
-# **Next: 09 · evaluation and bias** (coming soon), which measures the whole pipeline: Fréchet distance on
-# CLIP features, confusion matrices, and what the model over- and under-draws.
+# **Next: [09 · limitations, measured](09_limitations.ipynb)**, which measures the whole pipeline: a Fréchet
+# distance on this CLIP's features, confusion matrices, and bias in a deliberately skewed world.
