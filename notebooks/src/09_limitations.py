@@ -775,17 +775,18 @@ plt.show()
 # data (LAION) on gender and occupations, and found that it *appears* to amplify the training data's gender
 # ratios considerably — but that much of the apparent amplification comes from comparing prompts that leave
 # gender unsaid with training captions that often state it. Once they compared like with like, amplification
-# dropped sharply. Our mismatch row is the same effect in miniature. The remedy on the last rows is the one
-# OpenAI applied to DALL·E 2 in July 2022: when a prompt describes a person without stating race or gender,
-# the *system* adds it before generating, so the unsaid attribute is drawn from a distribution someone chose
-# rather than the one the data happened to have (OpenAI reported that users were 12 times more likely to say
-# the images included people of diverse backgrounds). It moves the choice out of the model; it does not make
-# the model less biased, and the chosen distribution is itself a decision.
+# dropped sharply. Our mismatch row is the same effect in miniature. The remedy of the "unsaid color sampled"
+# row is the kind OpenAI applied to DALL·E 2 in July 2022: a technique "at the system level" for prompts that
+# describe a person without stating race or gender (outside observers found that it adds such words to the
+# prompt), so that the unsaid attribute follows a distribution someone chose rather than the one the data
+# happened to have. OpenAI reported that users were 12 times more likely to say the images included people of
+# diverse backgrounds. It moves the choice out of the model; it does not make the model less biased, and the
+# chosen distribution is itself a decision.
 #
 # **The third remedy: better hardware.** The seed's last remedy belongs to scaling — more compute buys a
 # bigger model trained on more data, which is what DALL·E's quality came from in the first place. That is
-# lesson 12 (scaling up: mixed precision, distributed training, the paper's 12-billion-parameter
-# configuration); nothing in this lesson's measurements is limited by hardware.
+# lesson 12's subject (scaling up: mixed precision, distributed training, the paper's 12-billion-parameter
+# configuration). Every measurement in this lesson ran on a 2-core CPU; what hardware buys is scale.
 #
 # ## 4. Getting DALL·E right
 #
@@ -819,8 +820,8 @@ from dalle_lessons.exercises.l09_limitations import check_kid, check_prompt_boot
 # $$\mathrm{MMD}^2 = \frac{1}{n(n-1)}\sum_{i \ne j} k(x_i, x_j) + \frac{1}{m(m-1)}\sum_{i \ne j} k(y_i, y_j) - \frac{2}{nm}\sum_{i, j} k(x_i, y_j)$$
 #
 # and return it as one number. Then predict, before measuring: how does KID on real-vs-real move with `n`
-# (50 … 300), compared with the Fréchet floor? And do the two distances put "B blurred 1 px" and "B with noise
-# 0.2" in the same order?
+# (25 … 300), compared with the Fréchet floor? And do the two distances rank four degraded copies of set B
+# (blurred 1 and 2 px, noise 0.1 and 0.2) in the same order?
 
 # %%
 def my_kid(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -877,8 +878,9 @@ ok = check_sample_unsaid_position(sample_unsaid_position)
 #   to each set's features; it has a **floor** (two real sets), a **small-sample bias** (compare equal sizes),
 #   and it sees only what its feature network sees. Ours uses the course's CLIP: FID's formula, not an FID.
 # - The **dVAE sets a ceiling**: generated pictures leave through its decoder, so no transformer can beat the
-#   reconstructions. The paper's blur experiment found the same limit in DALL·E.
-# - Sampling **trades** faithfulness for diversity, and the distance shows which matters for looking real.
+#   reconstructions. The paper's blur experiment found that limit in DALL·E; ours sits almost on the floor.
+# - Sampling **trades** faithfulness for diversity, and the distance wants both: it rises when either is lost.
+#   Strong guidance breaks this small model; reranking buys correctness and spends variety.
 # - **Control** is a confusion matrix per attribute: where the model obeys, where it confuses, and where the
 #   world's unseen combinations (held-out pairs) break it.
 # - For what a caption **leaves unsaid**, a faithful model reproduces the training distribution *for captions
@@ -886,7 +888,8 @@ ok = check_sample_unsaid_position(sample_unsaid_position)
 # - **Bias amplification** must be measured against the right reference. Against the world, a model faithful
 #   to mismatched captions looks like an amplifier. Rebalanced data, always-stated attributes and a sampled
 #   unsaid attribute each fix a different link of the chain, with measured effects; the hardware remedy is
-#   lesson 12's.
+#   lesson 12's. Our skewed model copied its skew without amplifying it, and mode-seeking sampling did not
+#   change that: a prediction worth making, and worth seeing fail.
 # - The paper reported FID within about 2 points of the best prior model zero-shot, the best FID after a
 #   slight blur, a nearly 40-point gap on CUB, and human preference over DF-GAN of 90.0 % (realism) and 93.3 %
 #   (caption match): FID was one measurement among several, not the verdict.
@@ -895,7 +898,8 @@ ok = check_sample_unsaid_position(sample_unsaid_position)
 #
 # 1. Why is the Fréchet distance between two samples of the same distribution not 0, and why does it fall
 #    as the samples grow?
-# 2. Why can the dVAE-reconstruction row never be beaten by a generated row, however good the transformer?
+# 2. Why is the dVAE-reconstruction row a ceiling for every generated row, however good the transformer? And
+#    why must a generated row be read against "real, same captions" rather than against the real floor?
 # 3. Low temperature raises the all-correct rate and lowers diversity. Which of the two does the Fréchet
 #    distance care about, and why?
 # 4. A model draws red for 90 % of colorless triangle prompts; 80 % of the world's triangles are red. Is it
