@@ -551,18 +551,17 @@ def _evaluate_bias(args: argparse.Namespace) -> int:
         raise ValueError(f"--captions {args.captions}: measure at least 1 colorless caption per shape (default 16)")
     if args.checkpoint is not None:
         raise ValueError("evaluate bias measures the bias adapters in data/ on the shipped model: drop --checkpoint")
-    if _sampling_changes(args) or args.rerank != 1 or args.sweep:
-        raise ValueError("evaluate bias runs its own sampling sweep (bias.SWEEP): drop the sampling, --rerank and "
-                         "--sweep flags")
+    given = [f"--{name.replace('_', '-')} {value}" for name, value in _sampling_changes(args).items()]
+    given += [f"--rerank {args.rerank}"] * (args.rerank != 1) + ["--sweep"] * args.sweep
+    if given:
+        raise ValueError(f"evaluate bias runs its own sampling sweep (bias.SWEEP): drop {', '.join(given)}")
     for world, data in WORLDS.items():
         if adapter_file(world).exists():
             read_adapter_metadata(adapter_file(world))  # a damaged or foreign adapter fails before any measuring
         else:
             raise FileNotFoundError(
-                f"{adapter_file(world)} is missing: restore it from git, or retrain it with python -m dalle_lessons "
-                f"finetune --data \"{data}\" --examples 1024 --steps 300 --out DIR, then copy DIR/adapter.safetensors "
-                f"to {adapter_file(world).name} and DIR/adapter.json to {adapter_file(world).with_suffix('.json').name} "
-                "in data/")
+                f"{adapter_file(world)} is missing: restore it from git (git checkout -- data/bias-{world}.*), or "
+                f"retrain it: finetune --data \"{data}\" --examples 1024 --steps 300 (data/README.md)")
     start = time.perf_counter()
     seeds = (args.seed, args.seed + 1, args.seed + 2)
     report = evaluate_bias(captions=args.captions, samples=args.samples, seeds=seeds, batch_size=args.batch_size,

@@ -137,7 +137,8 @@ def state_color(caption: str, color: str) -> str:
     words = sorted((w for names in SHAPE_WORDS.values() for w in names), key=len, reverse=True)
     match = re.search(r"\b(" + "|".join(map(re.escape, words)) + r")\b", caption)
     if match is None:
-        raise ValueError(f"no shape word in {caption!r}: cannot state a color in it")
+        raise ValueError(f"no shape word in {caption!r}, so no color can be stated in it: give a caption that names "
+                         "a shape (circle, square, triangle, diamond or cross)")
     head, tail = caption[:match.start()], caption[match.start():]
     head = re.sub(r"\b(a|an) $", "an " if color[0] in "aeiou" else "a ", head)
     return f"{head}{color} {tail}"

@@ -71,11 +71,11 @@ def total_variation(p: dict[str, float], q: dict[str, float]) -> float:
 
 def underspecified_prompts() -> dict[str, dict]:
     """The prompt families: each with its captions, the attributes they leave unsaid, and what each states."""
-    from .shapes import heldout_pairs
+    from .shapes import _article, heldout_pairs
     seen = [(c, s) for s in SHAPES for c in COLORS if (c, s) not in heldout_pairs()]
     cells = ("top", "bottom left", "center")
     return {
-        "color and shape only": {"captions": [f"a {c} {s}" for c, s in seen],
+        "color and shape only": {"captions": [f"{_article(c)} {c} {s}" for c, s in seen],
                                  "unsaid": ["size", "position", "background"],
                                  "said": [{"color": c, "shape": s} for c, s in seen]},
         "shape only (color never unsaid in training)": {"captions": [f"a {s}" for s in SHAPES],

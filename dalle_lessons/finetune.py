@@ -55,6 +55,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CAPTION_FILES = ("captions.jsonl", "captions.csv")
 BUILTIN = {"heldout": "heldout:<color> <shape>: k rendered one-object scenes of a held-out color-shape pair",
            **bias.BUILTIN_SETS}
+BUILTIN_FORMS = "heldout:<color> <shape>, skewed:<skew spec> or rebalanced:<skew spec>"  # for one-line errors
 DEFAULT_EXAMPLES = 128
 STATE_NAME = "finetune.state.safetensors"
 ADAPTER_NAME = "adapter.safetensors"
@@ -251,7 +252,7 @@ def load_folder(folder: str | Path, image_size: int) -> FinetuneData:
     folder = Path(folder).expanduser()
     if not folder.exists():
         raise FileNotFoundError(f"no folder {folder}: give a folder of images with captions.jsonl, or a built-in "
-                                f"set ({'; '.join(BUILTIN.values())})")
+                                f"set ({BUILTIN_FORMS})")
     if not folder.is_dir():
         raise ValueError(f"{folder} is a file: give --data a folder of images with captions.jsonl (or captions.csv)")
     captions_file, rows = _read_captions(folder)
@@ -355,7 +356,7 @@ def load_data(data: str | Path | FinetuneData, image_size: int, examples: int | 
     if text.partition(":")[0] in BUILTIN and not Path(text).exists():
         return load_builtin(text, image_size, DEFAULT_EXAMPLES if examples is None else examples)
     if examples is not None:
-        raise ValueError(f"--examples applies to a built-in set ({'; '.join(BUILTIN.values())}), not to the "
+        raise ValueError(f"--examples applies to a built-in set ({BUILTIN_FORMS}), not to the "
                          f"folder {text[:60]}: drop it (every captioned image of a folder is used)")
     return load_folder(text, image_size)
 

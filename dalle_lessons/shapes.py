@@ -55,7 +55,7 @@ SPLITS = ("train", "val", "test", "heldout")
 
 def _check_choice(kind: str, value: str, valid: Sequence[str]) -> None:
     if value not in valid:
-        raise ValueError(f"unknown {kind} {value!r}: valid {kind}s are {', '.join(valid)}")
+        raise ValueError(f"unknown {kind} {value!r}: valid {kind}s are {', '.join(valid)} (choose one)")
 
 
 @dataclass(frozen=True)
@@ -408,13 +408,16 @@ SKEW_FIELDS = ("shape", "color", "rate", "omit", "omit_pair")
 
 def parse_skew(spec: str) -> Skew:
     """'shape=triangle,color=red,rate=0.8,omit=0.5' -> Skew; unset names keep Skew's defaults."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"skew spec {str(spec)[:40]!r} is empty: write e.g. 'shape=triangle,color=red,rate=0.8'")
+    if not isinstance(spec, str):
+        raise TypeError(f"a skew spec is a str such as 'shape=triangle,color=red,rate=0.8', not a {type(spec).__name__}"
+                        f" ({str(spec)[:40]}): pass one")
+    if not spec.strip():
+        raise ValueError("the skew spec is empty: give one such as 'shape=triangle,color=red,rate=0.8'")
     values: dict[str, object] = {}
     for part in spec.split(","):
         name, sep, value = (x.strip() for x in part.partition("="))
         if name not in SKEW_FIELDS or not sep:
-            raise ValueError(f"unknown skew setting {part.strip()[:40]!r}: write name=value with a name from "
+            raise ValueError(f"unknown skew setting {part.strip()[:40]!r}: use name=value with a name from "
                              f"{', '.join(SKEW_FIELDS)} (e.g. 'shape=triangle,color=red,rate=0.8')")
         if name in values:
             raise ValueError(f"skew setting {name!r} is given twice in {spec[:80]!r}: keep one")
