@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -206,12 +207,24 @@ def launch(fn: Callable, nprocs: int, *args: Any, threads: int = 1, timeout: flo
     for process in processes:
         process.start()
     answers: dict[int, tuple[bool, Any]] = {}
+    deadline = time.monotonic() + timeout
     try:
         while len(answers) < nprocs:
             try:
-                rank, ok, value = results.get(timeout=timeout)
+                rank, ok, value = results.get(timeout=min(1.0, max(deadline - time.monotonic(), 0.01)))
             except queue.Empty:
-                raise TimeoutError(f"{nprocs - len(answers)} of {nprocs} processes gave no answer in {timeout:.0f} s")
+                # A process that died without answering (killed, or failed while starting: see its stderr) never
+                # will: say so now instead of waiting out the timeout. An answer sent just before exiting is
+                # already in the queue, so the get above has taken it.
+                gone = [rank for rank, process in enumerate(processes)
+                        if rank not in answers and process.exitcode is not None and results.empty()]
+                if gone:
+                    raise RuntimeError(f"rank {gone[0]} of {nprocs} exited with code {processes[gone[0]].exitcode} "
+                                       "without an answer (its error, if any, is on the console's stderr)") from None
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"{nprocs - len(answers)} of {nprocs} processes gave no answer in "
+                                       f"{timeout:.0f} s") from None
+                continue
             answers[rank] = (ok, value)
             if not ok:  # the others may wait forever for the failed one in a collective
                 break

@@ -10,8 +10,10 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -127,3 +129,12 @@ def test_shards_cover_the_global_batch_once(monkeypatch):
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(ValueError, match="a rank runs from 0 to WORLD_SIZE - 1"):
         distributed.world_from_env()
+
+
+def test_launch_names_a_process_that_died_without_answering_instead_of_waiting_out_the_timeout():
+    """A rank that exits before it can answer (killed, or failed while starting, e.g. a script without the
+    `if __name__ == "__main__"` guard that spawn needs) is reported at once with its exit code."""
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="exited with code 3 without an answer"):
+        distributed.launch(os._exit, 2, 3, timeout=300)  # each process calls os._exit(3): no answer, no traceback
+    assert time.monotonic() - started < 120

@@ -186,13 +186,14 @@ assert sum(verdicts) >= 4  # a good share of the 12 pictures follow their captio
 # | [09 limitations, measured](09_limitations.ipynb) | a Fréchet distance, confusion matrices, bias amplification and its remedies | measuring it | ready |
 # | 10 fine-tuning | new data, new words | customization | *coming* |
 # | [11 DALL·E from Python](11_dalle_from_python.ipynb) | an API and an interactive playground | using it | ready |
-# | 12 scaling up | mixed precision, distributed training, the paper's 12B model | the real thing | *coming* |
+# | [12 scaling up](12_scaling_up.ipynb) | the arithmetic of scale, mixed precision, several processes, OpenAI's dVAE | the real thing | ready |
 #
 # Lessons 01–07 build, piece by piece, the pipeline you ran in section 4, and lesson 08 picks the best of
 # its pictures as the paper did. Lesson 09 measures what the result still gets wrong: quality, control and
-# bias. Lesson 11 serves the model through OpenAI's images API and a playground. Lessons 10 and 12 are not
-# written yet: they will teach the model new things and scale it up. The exercises of every lesson have
-# worked solutions in the [solutions/](solutions/) folder next to this notebook.
+# bias. Lesson 11 serves the model through OpenAI's images API and a playground, and lesson 12 prices the
+# paper's 12-billion-parameter model and uses the tools of scale in miniature. Lesson 10 is not written yet:
+# it will teach the model new things. The exercises of every lesson have worked solutions in the
+# [solutions/](solutions/) folder next to this notebook.
 #
 # ## Takeaways
 #

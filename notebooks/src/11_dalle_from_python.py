@@ -751,4 +751,5 @@ shutil.rmtree(LOG.parent, ignore_errors=True)  # the log's temporary folder
 #
 # The answers are in the [solutions notebook](solutions/11_dalle_from_python.ipynb).
 #
-# **Next: 12 · scaling up** (coming soon): mixed precision, distributed training, and the paper's 12B model.
+# **Next: [12 · scaling up](12_scaling_up.ipynb)**: the arithmetic of the paper's 12B model, mixed precision, and
+# training in several processes.
