@@ -324,8 +324,8 @@ for label, precision, ckpt, shards in scale.MEMORY_SETUPS:
 # - The model state is **197 GB** in either precision; mixed precision halves the activations only.
 # - Checkpointing every block brings one sequence's activations from 23.5 GB to 1.1 GB.
 # - Sharding over the 8 GPUs of one machine still leaves 24.6 GB of model state per GPU; over all 1,024, 1.3 GB
-#   in all. At 16
-#   bytes per parameter, a 12-billion-parameter model must be spread over many GPUs just to be trained.
+#   in all. At 16 bytes per parameter, a 12-billion-parameter model must be spread over many GPUs just to be
+#   trained.
 #
 # (The paper's own scheme differed in its details: it sharded parameters within each machine and compressed
 # gradients between machines. How far each of those accounts was checked is in `scale.PAPER_FACTS`, printed in
@@ -596,7 +596,8 @@ for label, factor in (("an ordinary loss", 1e-6), ("a loss whose scaled gradient
 
 # %%
 tiny = get_preset("tiny")
-work = Path(tempfile.mkdtemp(prefix="lesson12-"))  # this lesson's files; nothing is written to data/
+work_dir = tempfile.TemporaryDirectory(prefix="lesson12-")  # removed when the kernel stops
+work = Path(work_dir.name)  # this lesson's files (22 MB); nothing is written to data/
 torch.manual_seed(0)
 dvae_path = work / "dvae-tiny.safetensors"
 checkpoints.save(DiscreteVAE(tiny.dvae), tiny.dvae, dvae_path)  # a random tiny dVAE: its tokens are data enough
@@ -1071,6 +1072,7 @@ assert torch.equal(converted.encode(images), originals.encode(images))
 assert torch.equal(converted.decode(originals.encode(images)), originals.decode(originals.encode(images)))
 print(f"with consent: {written['parameters']['encoder']:,} + {written['parameters']['decoder']:,} parameters written as",
       sorted(p.name for p in (work / "converted").iterdir()), "; same outputs ✓")
+work_dir.cleanup()  # the lesson's temporary files are no longer needed
 
 # %% [markdown]
 # ## 6. Getting DALL·E right
