@@ -66,7 +66,8 @@ def _shares(counter: Counter, values: list[str]) -> dict[str, float]:
 
 def total_variation(p: dict[str, float], q: dict[str, float]) -> float:
     """Half the L1 distance between two distributions over the same values: 0 same, 1 disjoint."""
-    return sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in set(p) | set(q)) / 2
+    keys = sorted(set(p) | set(q), key=str)  # a fixed order: a set's order (string hashing) varies between runs
+    return sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in keys) / 2
 
 
 def underspecified_prompts() -> dict[str, dict]:
