@@ -55,7 +55,7 @@ SPLITS = ("train", "val", "test", "heldout")
 
 def _check_choice(kind: str, value: str, valid: Sequence[str]) -> None:
     if value not in valid:
-        raise ValueError(f"unknown {kind} {value!r}: valid {kind}s are {', '.join(valid)} (choose one)")
+        raise ValueError(f"unknown {kind} {value!r}: valid {kind}s are {', '.join(valid)}")
 
 
 @dataclass(frozen=True)
@@ -380,8 +380,9 @@ class Skew:
     omit_pair: float | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("shape", self.shape, SHAPES)
-        _check_choice("color", self.color, tuple(COLORS))
+        for kind, value, valid in (("shape", self.shape, SHAPES), ("color", self.color, tuple(COLORS))):
+            if value not in valid:
+                raise ValueError(f"unknown skew {kind} {str(value)[:30]!r}: choose one of {', '.join(valid)}")
         for name in ("rate", "omit", "omit_pair"):
             value = getattr(self, name)
             if value is None and name == "omit_pair":
