@@ -196,11 +196,9 @@ def drawn_colors(pipe, captions: list[str], samples: int, seed: int, sampling: d
     """For each caption, the color of each of `samples` generated images as the judge reads it (None when
     the image does not hold exactly one object). Seeded like `evaluate generation`."""
     from . import judge
-    from .evaluate import _generate
+    from .evaluate import _decode_8bit, _generate
     ids = pipe.tokenizer.encode_batch(captions, on_overflow="warn")
-    tokens = _generate(pipe, ids, samples, seed, name, sampling, batch_size)
-    images = torch.cat([pipe.decode(tokens[i:i + batch_size]).float().cpu() for i in range(0, len(tokens), batch_size)])
-    images = (images * 255).round() / 255  # what a saved 8-bit image holds
+    images = _decode_8bit(pipe, _generate(pipe, ids, samples, seed, name, sampling, batch_size), batch_size)
     colors = []
     for image in images:
         reading = judge.read_image(image)

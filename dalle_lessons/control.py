@@ -101,15 +101,14 @@ def evaluate_underspecified(pipe, samples: int = 16, seed: int = 0, sampling: di
     """Per prompt family and unsaid attribute: the drawn distribution (images holding one object), its total
     variation distance from the training distribution for captions that leave it unsaid (None where the
     training captions never leave it unsaid), and how often exactly one object with what is stated is drawn."""
-    from .evaluate import _generate, generation_settings
+    from .evaluate import _decode_8bit, _generate, generation_settings
     settings = generation_settings(sampling)
     training = training_unsaid_distribution() if training is None else training
     rows = []
     for family, spec in underspecified_prompts().items():
         ids = pipe.tokenizer.encode_batch(spec["captions"], on_overflow="warn")
         tokens = _generate(pipe, ids, samples, seed, f"control/{family}", settings, batch_size)
-        images = [pipe.decode(tokens[i:i + batch_size]).float().cpu() for i in range(0, len(tokens), batch_size)]
-        readings = [judge.read_image((image * 255).round() / 255) for batch in images for image in batch]
+        readings = [judge.read_image(image) for image in _decode_8bit(pipe, tokens, batch_size)]
         values = [_reading_values(r) for r in readings]
         one = [v for v in values if v is not None]
         said = [spec["said"][k // samples] for k in range(len(readings))]

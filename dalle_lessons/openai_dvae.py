@@ -29,7 +29,6 @@ convolutions compute in the parameters' dtype (OpenAI's switch to fp16 on CUDA b
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import pickle
 import types
@@ -40,6 +39,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .manifest import file_sha256
 
 LOGIT_LAPLACE_EPS = 0.1
 CONSENT_FLAG = "--i-understand-pickle"
@@ -380,17 +381,9 @@ def convert(encoder: str | Path, decoder: str | Path, out: str | Path, i_underst
     for kind, model in models.items():
         source = paths[kind]
         written[kind] = save(model, model.config, Path(out) / f"openai-dvae-{kind}.safetensors",
-                             extra={"converted_from": source.name, "source_sha256": _sha256(source),
+                             extra={"converted_from": source.name, "source_sha256": file_sha256(source),
                                     "command": f"python -m dalle_lessons convert-openai-dvae {CONSENT_FLAG}"})
     return {**written, "parameters": {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load(folder: str | Path, device: str | torch.device = "cpu") -> OpenAIDVAE:
